@@ -1,0 +1,34 @@
+# Quick start: `make demo` (main job) and `make test` (the suite). Both create or reuse .venv.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test bench bench-tokenizer clean
+
+venv: $(STAMP)
+
+# torch first, pinned to the CPU wheel, so no later requirement pulls a CUDA build. Never torchvision.
+$(STAMP): requirements.txt requirements-dev.txt setup.py
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ov2-ros demo --out demo_out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-tokenizer: $(STAMP)
+	$(BIN)/python bench/tokenizer.py
+
+clean:
+	rm -rf $(VENV) demo_out build *.egg-info
