@@ -1,0 +1,26 @@
+"""Shared fixtures: real H.264 made in memory with libx264, cached per session."""
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from ov2_ros.codec.synth import SyntheticClip, make_event_clip
+
+
+@functools.lru_cache(maxsize=None)
+def event_clip(width: int = 320, height: int = 240, gop: int = 60, bframes: int = 0, seed: int = 0) -> SyntheticClip:
+    """The scripted event clip (see ov2_ros.codec.synth.event_frames), cached per argument set."""
+    return make_event_clip(width=width, height=height, gop=gop, bframes=bframes, seed=seed)
+
+
+@pytest.fixture(scope="session")
+def clip() -> SyntheticClip:
+    """320x240, 30 fps, 120 frames, IDR every 60 frames, no B-frames."""
+    return event_clip()
+
+
+@pytest.fixture(scope="session")
+def small_clip() -> SyntheticClip:
+    """160x120 version for tests that only need a valid stream."""
+    return event_clip(160, 120)
