@@ -56,26 +56,15 @@ def event_frames(width: int = 320, height: int = 240, seed: int = 0) -> Iterator
 def encode_frames(frames, fps: float = 30.0, gop: int = 60, bframes: int = 0, crf: int = 23,
                   preset: str = "veryfast") -> list[bytes]:
     """Encode RGB frames with libx264 into Annex-B access units (one per frame, headers repeated at each IDR)."""
-    import av
+    from ov2_ros.codec.encoder import EncoderConfig, H264Encoder
 
     frames = list(frames)
     h, w = frames[0].shape[:2]
-    ctx = av.CodecContext.create("libx264", "w")
-    ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuv420p"
-    from fractions import Fraction
-
-    ctx.time_base = Fraction(1, int(round(fps)))
-    ctx.framerate = Fraction(int(round(fps)), 1)
-    ctx.gop_size = gop
-    ctx.max_b_frames = bframes
-    ctx.options = {"preset": preset, "crf": str(crf), "tune": "zerolatency" if bframes == 0 else "film",
-                   "x264-params": f"repeat-headers=1:keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}"}
+    encoder = H264Encoder(w, h, EncoderConfig(fps=fps, gop=gop, crf=crf, preset=preset, bframes=bframes))
     out: list[bytes] = []
-    for i, rgb in enumerate(frames):
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
-        vf.pts = i
-        out.extend(bytes(p) for p in ctx.encode(vf))
-    out.extend(bytes(p) for p in ctx.encode(None))
+    for rgb in frames:
+        out.extend(encoder.encode(rgb))
+    out.extend(encoder.flush())
     return out
 
 
