@@ -24,3 +24,9 @@ def clip() -> SyntheticClip:
 def small_clip() -> SyntheticClip:
     """160x120 version for tests that only need a valid stream."""
     return event_clip(160, 120)
+
+
+@pytest.fixture(scope="session")
+def clip_factory():
+    """The cached ``event_clip`` factory, for tests that need other sizes, GOPs or B-frames."""
+    return event_clip

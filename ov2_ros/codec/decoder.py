@@ -1,0 +1,234 @@
+"""Streaming H.264/HEVC decoder: one Annex-B access unit in, the frames it completes out, with MVs and luma.
+
+Every AU is validated and gated (``ov2_ros.codec.nal``) before FFmpeg sees it, so garbage never reaches the codec and
+a late joiner starts at an IDR. Each packet carries a running decode-order number as its pts; libavcodec hands that
+pts back on the frame it produced, which maps frames to their own AU's stamp and size through B-frame reordering.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import av
+import numpy as np
+
+from ov2_ros.codec.errors import DecodeError
+from ov2_ros.codec.nal import Codec, EntryGate, _check_codec, validate_access_unit
+from ov2_ros.codec.types import DecodedFrame
+
+Threads = Literal["frame", "slice", "none"]
+DEFAULT_FPS = 30.0   # time base when neither an fps hint nor usable stamps are given
+
+# FFmpeg's AVMotionVector as PyAV exposes it (aligned struct, 40 bytes). Used for frames without MV side data, so
+# every DecodedFrame.mvs has one dtype.
+MV_DTYPE = np.dtype({
+    "names": ["source", "w", "h", "src_x", "src_y", "dst_x", "dst_y", "flags", "motion_x", "motion_y", "motion_scale"],
+    "formats": ["<i4", "u1", "u1", "<i2", "<i2", "<i2", "<i2", "<u8", "<i4", "<i4", "<u2"],
+    "offsets": [0, 4, 5, 6, 8, 10, 12, 16, 24, 28, 32], "itemsize": 40, "aligned": True})
+EMPTY_MVS = np.zeros(0, dtype=MV_DTYPE)
+EMPTY_MVS.flags.writeable = False
+
+_PICT_TYPES = {1: "I", 2: "P", 3: "B", 4: "S", 5: "I", 6: "P", 7: "B"}   # SI->I, SP->P, BI->B
+_PENDING_LIMIT = 256   # AUs whose frame never came out (errors) are forgotten after this many newer ones
+
+
+@dataclass(frozen=True)
+class DecoderStats:
+    """Counters since the decoder was created."""
+
+    aus_in: int = 0               # every AU offered to decode()
+    aus_gated: int = 0            # skipped while waiting for an entry point (IDR + parameter sets)
+    aus_bad: int = 0              # rejected by validation or by FFmpeg
+    frames_out: int = 0
+    resolution_changes: int = 0
+
+
+def stamp_seconds(stamp: Any) -> float | None:
+    """Seconds from a stamp that holds a time: a float (seconds), a ROS ``Time`` message (sec, nanosec) or an
+    rclpy ``Time`` (nanoseconds). None otherwise: ints are left alone, since they are often frame counters."""
+    if isinstance(stamp, float) and math.isfinite(stamp):
+        return float(stamp)
+    if hasattr(stamp, "sec") and hasattr(stamp, "nanosec"):
+        return stamp.sec + stamp.nanosec * 1e-9
+    if isinstance(getattr(stamp, "nanoseconds", None), int):
+        return stamp.nanoseconds * 1e-9
+    return None
+
+
+def luma_view(frame: av.VideoFrame) -> np.ndarray:
+    """(height, width) uint8 view of the Y plane, without the row padding (no copy, unlike ``to_ndarray``)."""
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8)[: plane.line_size * frame.height].reshape(frame.height, plane.line_size)
+    return rows[:, : frame.width]
+
+
+def motion_vectors(frame: av.VideoFrame) -> np.ndarray:
+    """The frame's exported MVs as a structured array (copied out of the side data), empty when there are none."""
+    side = frame.side_data.get("MOTION_VECTORS")
+    if side is None:
+        return EMPTY_MVS
+    return np.array(side.to_ndarray(), dtype=MV_DTYPE)
+
+
+class StreamDecoder:
+    """Decode a live Annex-B stream one access unit at a time.
+
+    ``threads``: FRAME threading decodes several pictures at once (output lags by about ``thread_count`` frames),
+    SLICE threading splits one picture (no lag, but only helps streams with several slices), "none" decodes on the
+    calling thread. ``fps``: if given, ``time_s = index / fps``; otherwise seconds from the stamps when the first
+    frame's stamp is a time (float seconds, ROS Time), else ``index / 30``.
+    """
+
+    def __init__(self, codec: Codec = "h264", threads: Threads = "frame", thread_count: int = 2,
+                 export_mvs: bool = True, fps: float | None = None):
+        _check_codec(codec)
+        if threads not in ("frame", "slice", "none"):
+            raise DecodeError(f"threads must be 'frame', 'slice' or 'none', got {threads!r}")
+        if fps is not None and not fps > 0:
+            raise DecodeError(f"fps must be > 0, got {fps!r}")
+        self.codec: Codec = codec
+        self.threads, self.thread_count, self.export_mvs, self.fps = threads, thread_count, export_mvs, fps
+        self.gate = EntryGate(codec)
+        self.resolution: tuple[int, int] | None = None   # (width, height) of the current stream
+        self._ctx = self._open_context()
+        self._pending: dict[int, tuple[Any, int]] = {}   # packet pts -> (stamp, bits) of its AU
+        self._next_pts = 0
+        self._next_index = 0
+        self._time_origin: float | None = None           # stamp seconds of frame 0 when timing by stamps
+        self._last_time = 0.0
+        self._counts = dict(aus_in=0, aus_gated=0, aus_bad=0, frames_out=0, resolution_changes=0)
+        self._closed = False
+
+    # --- public ---------------------------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> DecoderStats:
+        return DecoderStats(**self._counts)
+
+    def decode(self, au: bytes, stamp: Any = None) -> list[DecodedFrame]:
+        """Feed one access unit; return the frames it completed, in output order (maybe none, maybe earlier AUs').
+
+        Raises ``BitstreamError`` for bytes that are not an AU and ``DecodeError`` when FFmpeg rejects one; the
+        decoder stays usable in both cases and the caller decides whether to skip.
+        """
+        self._check_open()
+        self._counts["aus_in"] += 1
+        try:
+            nals = validate_access_unit(au, self.codec)
+        except Exception:
+            self._counts["aus_bad"] += 1
+            raise
+        au = bytes(au)
+        bits = 8 * len(au)
+        data = self.gate.admit(nals, au)
+        if data is None:
+            self._counts["aus_gated"] += 1
+            return []
+        out = self._restart_on_new_resolution()
+        pts = self._next_pts
+        self._next_pts += 1
+        self._pending[pts] = (stamp, bits)
+        packet = av.Packet(len(data))
+        packet.update(data)
+        packet.pts = packet.dts = pts
+        try:
+            out += self._wrap(self._ctx.decode(packet))
+        except av.FFmpegError as exc:
+            self._counts["aus_bad"] += 1
+            raise DecodeError(f"decoder rejected access unit #{self._counts['aus_in'] - 1} "
+                              f"({len(au)} bytes, stamp {stamp!r}): {exc}") from exc
+        self._forget_stale(pts)
+        return out
+
+    def flush(self) -> list[DecodedFrame]:
+        """Drain the frames FFmpeg still holds (reorder buffer, frame threads). The decoder stays usable."""
+        self._check_open()
+        return self._drain()
+
+    def close(self) -> None:
+        """Release the codec context (PyAV frees it with the last reference; frames already returned stay valid)."""
+        self._ctx = None
+        self._closed = True
+
+    def __enter__(self) -> StreamDecoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- internals ------------------------------------------------------------------------------------------------
+
+    def _open_context(self) -> av.CodecContext:
+        ctx = av.CodecContext.create(self.codec, "r")
+        if self.export_mvs:
+            ctx.options = {"flags2": "+export_mvs"}
+        if self.threads == "none":
+            ctx.thread_count = 1
+        else:
+            ctx.thread_type = self.threads.upper()
+            ctx.thread_count = self.thread_count
+        return ctx
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DecodeError("StreamDecoder is closed")
+
+    def _drain(self) -> list[DecodedFrame]:
+        try:
+            frames = self._wrap(self._ctx.decode(None))
+        except av.FFmpegError as exc:
+            raise DecodeError(f"decoder failed while flushing: {exc}") from exc
+        # A drained context only accepts new data after a reopen (FFmpeg's EOF state), and that needs an entry point.
+        self._ctx = self._open_context()
+        self.gate.reset()
+        return frames
+
+    def _restart_on_new_resolution(self) -> list[DecodedFrame]:
+        """If the AU's SPS announces another size, finish the old stream and start a fresh context for the new one."""
+        new = self.gate.sps_resolution
+        if new is None or self.resolution is None or new == self.resolution:
+            if self.resolution is None:
+                self.resolution = new
+            return []
+        frames = self._drain()
+        self.gate.open = True           # the AU that triggered this passed the gate: it is an entry point
+        self.resolution = new
+        self._counts["resolution_changes"] += 1
+        return frames
+
+    def _forget_stale(self, pts: int) -> None:
+        if len(self._pending) > _PENDING_LIMIT:
+            for k in [k for k in self._pending if k < pts - _PENDING_LIMIT]:
+                del self._pending[k]
+
+    def _wrap(self, frames) -> list[DecodedFrame]:
+        return [self._to_decoded(f) for f in frames]
+
+    def _to_decoded(self, frame: av.VideoFrame) -> DecodedFrame:
+        stamp, bits = self._pending.pop(frame.pts, (None, 0)) if frame.pts is not None else (None, 0)
+        index = self._next_index
+        self._next_index += 1
+        self._counts["frames_out"] += 1
+        size = (frame.width, frame.height)
+        if self.resolution != size:     # HEVC (no SPS parse) or a size the SPS did not predict
+            if self.resolution is not None:
+                self._counts["resolution_changes"] += 1
+            self.resolution = size
+        return DecodedFrame(
+            index=index, time_s=self._time_of(index, stamp), stamp=stamp, bits=bits,
+            pict_type=_PICT_TYPES.get(int(frame.pict_type), "?"), key_frame=bool(frame.key_frame),
+            width=frame.width, height=frame.height, luma=luma_view(frame),
+            mvs=motion_vectors(frame) if self.export_mvs else EMPTY_MVS, frame=frame)
+
+    def _time_of(self, index: int, stamp: Any) -> float:
+        if self.fps is not None:
+            return index / self.fps
+        seconds = stamp_seconds(stamp)
+        if index == 0 and seconds is not None:
+            self._time_origin = seconds
+        if self._time_origin is None:
+            return index / DEFAULT_FPS
+        # A stamp-timed stream with a missing stamp: one nominal frame after the previous one.
+        self._last_time = seconds - self._time_origin if seconds is not None else self._last_time + 1 / DEFAULT_FPS
+        return self._last_time

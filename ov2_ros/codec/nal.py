@@ -1,0 +1,411 @@
+"""Annex-B / NAL-unit layer for H.264 (and the cheap parts of HEVC): splitting, access-unit reassembly, SPS parsing,
+entry-point gating and validation. Pure Python: no decoder involved, so it can judge bytes before FFmpeg sees them.
+
+Terms: a *NAL* here is the NAL unit payload without its start code (header byte(s) first); an *access unit* (AU) is
+the Annex-B bytes of one picture, start codes included, exactly as carried by one ROS message or one demuxed packet.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+from ov2_ros.codec.errors import BitstreamError, UnsupportedFormatError
+
+Codec = Literal["h264", "hevc"]
+START_CODE = b"\x00\x00\x01"
+
+# H.264 nal_unit_type values (Table 7-1)
+H264_SLICE, H264_DPA, H264_IDR, H264_SEI, H264_SPS, H264_PPS, H264_AUD = 1, 2, 5, 6, 7, 8, 9
+H264_VCL = frozenset({1, 2, 3, 4, 5})
+# Types that open a new AU when they follow a slice of the current one (7.4.1.2.3).
+H264_AU_OPENERS = frozenset({6, 7, 8, 9, 14, 15, 16, 17, 18})
+H264_SLICES_WITH_HEADER = frozenset({1, 2, 5})   # start with first_mb_in_slice (partitions B/C do not)
+# HEVC nal_unit_type values (Table 7-1 of H.265)
+HEVC_VPS, HEVC_SPS, HEVC_PPS, HEVC_AUD, HEVC_PREFIX_SEI = 32, 33, 34, 35, 39
+HEVC_IRAP = frozenset(range(16, 24))
+HEVC_AU_OPENERS = frozenset({32, 33, 34, 35, 39, 41, 42, 43, 44, *range(48, 56)})
+
+# nal_unit_type -> parameter-set kind, per codec; the gate caches these.
+_PARAM_SETS = {"h264": {H264_SPS: "sps", H264_PPS: "pps"},
+               "hevc": {HEVC_VPS: "vps", HEVC_SPS: "sps", HEVC_PPS: "pps"}}
+_REQUIRED_PARAM_SETS = {"h264": ("sps", "pps"), "hevc": ("vps", "sps", "pps")}
+
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"RIFF", "RIFF/WebP"),
+          (b"\x1aE\xdf\xa3", "Matroska/WebM"))
+_PEEK_BYTES = 16   # enough raw bytes after a NAL header to read first_mb_in_slice even with emulation prevention
+
+
+# --- splitting and headers ---------------------------------------------------------------------------------------
+
+def iter_nal_spans(data: bytes | bytearray | memoryview, start: int = 0) -> Iterator[tuple[int, int, int]]:
+    """Yield ``(code_start, payload_start, payload_end)`` offsets for each NAL in Annex-B ``data``.
+
+    Zero bytes before a ``00 00 01`` belong to that start code (a 4-byte start code or trailing_zero_8bits), so
+    ``data[code_start:]`` of one NAL up to the next ``code_start`` is exactly its Annex-B form.
+    """
+    data = bytes(data) if isinstance(data, memoryview) else data
+    i = data.find(START_CODE, start)
+    while i >= 0:
+        code_start = i
+        while code_start > start and data[code_start - 1] == 0:
+            code_start -= 1
+        payload = i + 3
+        nxt = data.find(START_CODE, payload)
+        end = len(data) if nxt < 0 else nxt
+        while end > payload and data[end - 1] == 0 and nxt >= 0:
+            end -= 1
+        yield code_start, payload, end
+        start, i = end, nxt
+
+
+def split_nal_units(data: bytes) -> list[bytes]:
+    """The NAL payloads (header first, start codes and zero padding removed) of an Annex-B byte string."""
+    return [bytes(data[p:e]) for _, p, e in iter_nal_spans(data)]
+
+
+def nal_type_h264(nal: bytes) -> int:
+    """nal_unit_type of an H.264 NAL payload (5 low bits of the first byte)."""
+    return nal[0] & 0x1F
+
+
+def nal_type_hevc(nal: bytes) -> int:
+    """nal_unit_type of an HEVC NAL payload (bits 1..6 of the first header byte)."""
+    return (nal[0] >> 1) & 0x3F
+
+
+def nal_type(nal: bytes, codec: Codec) -> int:
+    return nal_type_h264(nal) if codec == "h264" else nal_type_hevc(nal)
+
+
+def _check_codec(codec: str) -> None:
+    if codec not in ("h264", "hevc"):
+        raise UnsupportedFormatError(f"codec must be 'h264' or 'hevc', got {codec!r}")
+
+
+def remove_emulation_prevention(nal: bytes) -> bytes:
+    """NAL payload -> RBSP: drop each 0x03 that follows two zero bytes.
+
+    ``bytes.replace`` scans left to right without overlap, which is exactly the rule: the zero count restarts after
+    every removed 0x03.
+    """
+    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+class BitReader:
+    """MSB-first reader over RBSP bytes with the exp-Golomb codes of H.264 clause 9.1."""
+
+    def __init__(self, rbsp: bytes, what: str = "RBSP"):
+        self._value = int.from_bytes(rbsp, "big")
+        self._nbits = 8 * len(rbsp)
+        self._pos = 0
+        self._what = what
+
+    def u(self, n: int) -> int:
+        if self._pos + n > self._nbits:
+            raise BitstreamError(f"{self._what} ends after {self._nbits} bits; needed {n} more at bit {self._pos}")
+        self._pos += n
+        return (self._value >> (self._nbits - self._pos)) & ((1 << n) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise BitstreamError(f"{self._what}: exp-Golomb code longer than 32 bits at bit {self._pos}")
+        return (1 << zeros) - 1 + (self.u(zeros) if zeros else 0)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+# --- slice headers and parameter sets ----------------------------------------------------------------------------
+
+def first_mb_in_slice(nal: bytes) -> int:
+    """first_mb_in_slice of an H.264 slice NAL (types 1, 2, 5): 0 means the slice opens a new picture."""
+    return BitReader(remove_emulation_prevention(nal[1:1 + _PEEK_BYTES]), "slice header").ue()
+
+
+def starts_new_picture(nal: bytes, codec: Codec) -> bool:
+    """Whether a VCL NAL is the first slice of a picture (H.264: first_mb_in_slice == 0; HEVC: first_slice flag)."""
+    if codec == "h264":
+        return nal_type_h264(nal) in H264_SLICES_WITH_HEADER and first_mb_in_slice(nal) == 0
+    return len(nal) > 2 and bool(nal[2] & 0x80)
+
+
+def _skip_scaling_list(r: BitReader, size: int) -> None:
+    last = nxt = 8
+    for _ in range(size):
+        if nxt:
+            nxt = (last + r.se() + 256) % 256
+        last = nxt or last
+
+
+_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+
+
+def parse_sps_resolution(sps_nal: bytes) -> tuple[int, int]:
+    """(width, height) in pixels after frame cropping, read from an H.264 SPS NAL payload (7.3.2.1.1)."""
+    if not sps_nal or nal_type_h264(sps_nal) != H264_SPS:
+        raise BitstreamError(f"expected an H.264 SPS NAL (type 7), got type {nal_type_h264(sps_nal) if sps_nal else None}")
+    r = BitReader(remove_emulation_prevention(sps_nal[1:]), "H.264 SPS")
+    profile_idc = r.u(8)
+    r.u(16)                                  # constraint flags, level_idc
+    r.ue()                                   # seq_parameter_set_id
+    chroma_format_idc, separate_planes = 1, 0
+    if profile_idc in _HIGH_PROFILES:
+        chroma_format_idc = r.ue()
+        if chroma_format_idc == 3:
+            separate_planes = r.u(1)
+        r.ue()
+        r.ue()                               # bit depths
+        r.u(1)                               # qpprime_y_zero_transform_bypass_flag
+        if r.u(1):                           # seq_scaling_matrix_present_flag
+            for i in range(12 if chroma_format_idc == 3 else 8):
+                if r.u(1):
+                    _skip_scaling_list(r, 16 if i < 6 else 64)
+    r.ue()                                   # log2_max_frame_num_minus4
+    poc_type = r.ue()
+    if poc_type == 0:
+        r.ue()
+    elif poc_type == 1:
+        r.u(1)
+        r.se()
+        r.se()
+        for _ in range(r.ue()):
+            r.se()
+    r.ue()                                   # max_num_ref_frames
+    r.u(1)                                   # gaps_in_frame_num_value_allowed_flag
+    width_mbs, height_map_units = r.ue() + 1, r.ue() + 1
+    frame_mbs_only = r.u(1)
+    if not frame_mbs_only:
+        r.u(1)                               # mb_adaptive_frame_field_flag
+    r.u(1)                                   # direct_8x8_inference_flag
+    width, height = 16 * width_mbs, 16 * height_map_units * (2 - frame_mbs_only)
+    if r.u(1):                               # frame_cropping_flag
+        left, right, top, bottom = r.ue(), r.ue(), r.ue(), r.ue()
+        chroma_array_type = 0 if separate_planes else chroma_format_idc
+        sub_w = 2 if chroma_array_type in (1, 2) else 1
+        sub_h = 2 if chroma_array_type == 1 else 1
+        width -= sub_w * (left + right)
+        height -= sub_h * (2 - frame_mbs_only) * (top + bottom)
+    if width <= 0 or height <= 0:
+        raise BitstreamError(f"H.264 SPS gives a non-positive picture size {width}x{height}")
+    return width, height
+
+
+def _h264_parameter_set_id(nal: bytes) -> int:
+    """seq_parameter_set_id of an SPS or pic_parameter_set_id of a PPS: keys of the gate's cache."""
+    rbsp = remove_emulation_prevention(nal[1:1 + _PEEK_BYTES])
+    r = BitReader(rbsp, "H.264 parameter set")
+    if nal_type_h264(nal) == H264_SPS:
+        r.u(24)
+    return r.ue()
+
+
+# --- access-unit reassembly --------------------------------------------------------------------------------------
+
+class AnnexBParser:
+    """Reassembles an Annex-B byte stream fed in arbitrary chunks into access units.
+
+    An AU ends where the next one begins: at an AUD, SPS, PPS or SEI (HEVC: VPS/SPS/PPS/AUD/prefix SEI) that follows a
+    slice of the current AU, or at the first slice of a new picture. Each AU is returned with its start codes, so
+    ``b"".join(aus) == stream`` for a stream that starts with a start code. Bytes before the first start code are
+    dropped and counted in ``skipped_bytes``. A NAL is classified as soon as ``_PEEK_BYTES`` of it are buffered, so an
+    AU is released when the first NAL of the next one starts (inherent to Annex-B: it has no lengths).
+    """
+
+    def __init__(self, codec: Codec = "h264"):
+        _check_codec(codec)
+        self.codec: Codec = codec
+        self.skipped_bytes = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buf = bytearray()
+        self._scan = 0                 # where the next start-code search begins
+        self._au_start: int | None = None
+        self._au_has_vcl = False
+        self._payload = 0              # payload offset of the newest NAL: zero bytes before it are its own
+        self._pending: int | None = None   # code_start of the newest NAL while it is not classified yet
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Add bytes; return the AUs completed by them (possibly none)."""
+        self._buf += chunk
+        out: list[bytes] = []
+        while (i := self._buf.find(START_CODE, self._scan)) >= 0:
+            if self._pending is not None:       # this start code ends the pending NAL: classify what it has
+                self._classify(bytes(self._buf[self._payload:i]), out)
+            code_start = i
+            while code_start > self._payload and self._buf[code_start - 1] == 0:
+                code_start -= 1
+            if self._au_start is None:
+                self.skipped_bytes += code_start
+                self._au_start = code_start
+            self._pending, self._payload = code_start, i + 3
+            self._scan = i + 3
+        self._scan = max(self._scan, len(self._buf) - 2)
+        if self._pending is not None and len(self._buf) - self._payload >= _PEEK_BYTES:
+            self._classify(bytes(self._buf[self._payload:self._payload + _PEEK_BYTES]), out)
+        self._trim()
+        return out
+
+    def flush(self) -> list[bytes]:
+        """End of stream: return the last AU (if any) and reset."""
+        out: list[bytes] = []
+        if self._pending is not None:
+            self._classify(bytes(self._buf[self._payload:]), out)
+        if self._au_start is not None:
+            out.append(bytes(self._buf[self._au_start:]))
+        else:
+            self.skipped_bytes += len(self._buf)
+        self._reset()
+        return out
+
+    def _classify(self, head: bytes, out: list[bytes]) -> None:
+        """Decide whether the pending NAL opens a new AU; if so, emit the current AU first."""
+        code_start, self._pending = self._pending, None
+        if not head:
+            return
+        kind = nal_type(head, self.codec)
+        vcl = kind in H264_VCL if self.codec == "h264" else kind < 32
+        openers = H264_AU_OPENERS if self.codec == "h264" else HEVC_AU_OPENERS
+        try:
+            opens = kind in openers or (vcl and starts_new_picture(head, self.codec))
+        except BitstreamError:
+            opens = False                       # unreadable slice header: keep it with the current AU
+        if self._au_has_vcl and opens:
+            out.append(bytes(self._buf[self._au_start:code_start]))
+            self._au_start = code_start
+            self._au_has_vcl = False
+        self._au_has_vcl |= vcl
+
+    def _trim(self) -> None:
+        """Drop emitted (or, before the first start code, skipped) bytes so the buffer starts at the current AU."""
+        if self._au_start is None:              # no start code yet: keep only a possible partial one
+            cut = max(0, len(self._buf) - 3)
+            self.skipped_bytes += cut
+        else:
+            cut = self._au_start
+            self._au_start = 0
+        if cut <= 0:
+            return
+        del self._buf[:cut]
+        self._scan = max(0, self._scan - cut)
+        self._payload = max(0, self._payload - cut)
+        if self._pending is not None:
+            self._pending -= cut
+
+
+def iter_access_units_from_bytes(stream: bytes, codec: Codec = "h264") -> list[bytes]:
+    """Split a whole Annex-B elementary stream into access units."""
+    parser = AnnexBParser(codec)
+    return parser.feed(stream) + parser.flush()
+# --- validation ---------------------------------------------------------------------------------------------------
+
+def _codec_name(codec: Codec) -> str:
+    return "H.264" if codec == "h264" else "HEVC"
+
+
+def validate_access_unit(data: bytes, codec: Codec = "h264") -> tuple[bytes, ...]:
+    """Check that ``data`` is a plausible Annex-B AU and return its NAL payloads.
+
+    Catches what a decoder would choke on or silently drop: empty input, other image formats, missing start code,
+    empty NALs, a set forbidden_zero_bit and header values the standard rules out (random bytes trip these).
+    Raises ``BitstreamError`` naming the problem and the byte offset.
+    """
+    _check_codec(codec)
+    name = _codec_name(codec)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BitstreamError(f"access unit must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if not data:
+        raise BitstreamError(f"empty access unit (0 bytes), expected Annex-B {name}")
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            raise BitstreamError(f"access unit looks like {fmt}, expected Annex-B {name}")
+    if data[4:8] == b"ftyp":
+        raise BitstreamError(f"access unit looks like an MP4/MOV file, expected Annex-B {name}")
+    lead = len(data) - len(data.lstrip(b"\x00"))
+    if lead < 2 or data[lead:lead + 1] != b"\x01":
+        raise BitstreamError(
+            f"no Annex-B start code at the start of the {len(data)}-byte access unit "
+            f"(first bytes {data[:8].hex(' ')}), expected Annex-B {name}")
+    nals = []
+    header_len = 1 if codec == "h264" else 2
+    for k, (_, payload, end) in enumerate(iter_nal_spans(data)):
+        nal = data[payload:end]
+        where = f"NAL #{k} at byte {payload}"
+        if len(nal) < header_len:
+            raise BitstreamError(f"{where}: empty or truncated NAL header in {name} access unit")
+        if nal[0] & 0x80:
+            raise BitstreamError(f"{where}: forbidden_zero_bit is set (not {name}, or corrupt)")
+        if codec == "h264":
+            kind, ref_idc = nal_type_h264(nal), nal[0] >> 5
+            if kind == 0 or kind >= 24 or (kind in (H264_IDR, H264_SPS, H264_PPS) and ref_idc == 0):
+                raise BitstreamError(f"{where}: invalid H.264 NAL header 0x{nal[0]:02x} (type {kind}, ref_idc {ref_idc})")
+        elif nal[1] & 0x07 == 0:
+            raise BitstreamError(f"{where}: HEVC nuh_temporal_id_plus1 is 0 (corrupt NAL header)")
+        nals.append(nal)
+    return tuple(nals)
+
+
+# --- entry-point gating --------------------------------------------------------------------------------------------
+
+class EntryGate:
+    """Decides when decoding may start, and keeps the parameter sets a late joiner needs.
+
+    A decoder may start at an AU with an IDR (HEVC: any IRAP) once the parameter sets are known, in-band or from an
+    earlier AU. Until then AUs are skipped and counted, so a subscriber that joins mid-GOP waits for the next IDR
+    instead of feeding FFmpeg references it never saw. An IDR that arrives without in-band parameter sets gets the
+    cached ones prepended, so a fresh decoder context can open on it.
+    """
+
+    def __init__(self, codec: Codec = "h264"):
+        _check_codec(codec)
+        self.codec: Codec = codec
+        self.open = False
+        self.skipped = 0
+        self.sps_resolution: tuple[int, int] | None = None   # from the newest H.264 SPS seen
+        self._param_sets: dict[tuple[str, int], bytes] = {}   # (kind, id) -> NAL payload
+
+    def reset(self) -> None:
+        """Close the gate (e.g. after a decoder restart); cached parameter sets stay."""
+        self.open = False
+
+    def admit(self, nals: tuple[bytes, ...] | list[bytes], au: bytes) -> bytes | None:
+        """Return the bytes to decode for this AU (maybe with cached headers in front), or None to skip it."""
+        kinds = {nal_type(n, self.codec) for n in nals}
+        in_band = self._remember(nals)
+        is_entry = (H264_IDR in kinds) if self.codec == "h264" else bool(kinds & HEVC_IRAP)
+        if not is_entry:
+            if self.open:
+                return au
+            self.skipped += 1
+            return None
+        missing = [k for k in _REQUIRED_PARAM_SETS[self.codec] if k not in in_band]
+        if missing:
+            cached = [nal for (kind, _), nal in self._param_sets.items() if kind in missing]
+            if not all(any(kind == k for kind, _ in self._param_sets) for k in missing):
+                if self.open:
+                    return au                   # the running decoder has them; FFmpeg decides
+                self.skipped += 1
+                return None
+            au = b"".join(b"\x00\x00\x00\x01" + nal for nal in cached) + au
+        self.open = True
+        return au
+
+    def _remember(self, nals) -> set[str]:
+        """Cache the parameter sets among ``nals``; return the kinds present in-band."""
+        kinds = _PARAM_SETS[self.codec]
+        seen = set()
+        for nal in nals:
+            kind = kinds.get(nal_type(nal, self.codec))
+            if kind is None:
+                continue
+            seen.add(kind)
+            key = (kind, _h264_parameter_set_id(nal) if self.codec == "h264" else 0)
+            self._param_sets[key] = nal
+            if self.codec == "h264" and kind == "sps":
+                self.sps_resolution = parse_sps_resolution(nal)
+        return seen
