@@ -1,0 +1,247 @@
+"""rosbag2 input and output through the ``rosbags`` library (MCAP or sqlite3 storage), with no rclpy.
+
+Input: one image topic, either H.264/HEVC ``sensor_msgs/CompressedImage`` (one Annex-B access unit per message, fed
+to the pipeline as is), JPEG/PNG ``CompressedImage``, or raw ``sensor_msgs/Image`` (decoded to RGB here and encoded
+with the bridge node's ``H264Encoder`` first). Every message's source stamp is its header stamp (the bag's log time
+when the header stamp is zero); stamps must increase strictly, or the bag is refused as a clock jump.
+
+Output: the node's output topics, serialised with the ROS 2 Kilted type store, stamped with *source* stamps.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ov2_ros.eval.errors import BagError, ClockJumpError, TopicNotFoundError
+
+Storage = Literal["mcap", "sqlite3"]
+ImageKind = Literal["h264", "hevc", "jpeg", "png", "raw"]
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+RAW = "sensor_msgs/msg/Image"
+IMAGE_TYPES = (COMPRESSED, RAW)
+# output topic -> message type, as the live node publishes them (DESIGN.md contract 4), under the root namespace
+OUTPUT_TOPICS = {"/answer": "std_msgs/msg/String", "/tracking/points": "geometry_msgs/msg/PointStamped",
+                 "/waypoints": "nav_msgs/msg/Path", "/mask": "sensor_msgs/msg/Image"}
+_COMPRESSED_KINDS = {"h264": "h264", "avc": "h264", "h.264": "h264", "hevc": "hevc", "h265": "hevc",
+                     "h.265": "hevc", "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+_RAW_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+def typestore() -> Any:
+    """The ROS 2 Kilted message definitions (the wheels this project runs on)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+@dataclass(frozen=True)
+class BagImage:
+    """One image message. ``data`` holds the AU (h264/hevc) or the compressed file (jpeg/png); ``rgb`` (H, W, 3)
+    uint8 holds raw images."""
+
+    index: int               # message index on the topic (= decoded frame index for intra/P-only streams)
+    stamp_ns: int            # source stamp
+    frame_id: str
+    kind: ImageKind
+    data: bytes = b""
+    rgb: np.ndarray | None = None
+
+
+# ---------------------------------------------------------------- reading
+
+def _open_reader(path: Path) -> Any:
+    from rosbags.rosbag2 import Reader, ReaderError
+
+    if not path.exists():
+        raise FileNotFoundError(f"bag {path} does not exist")
+    if not (path.is_dir() and (path / "metadata.yaml").is_file()):
+        raise BagError(f"{path} is not a rosbag2 bag directory (no metadata.yaml); give the folder `ros2 bag record`"
+                       " made, MCAP or sqlite3")
+    reader = Reader(path)
+    try:
+        reader.open()
+    except (ReaderError, KeyError, ValueError, OSError) as exc:
+        raise BagError(f"cannot read bag {path}: {exc}") from exc
+    return reader
+
+
+def bag_topics(path: str | Path) -> dict[str, str]:
+    """Topic -> message type of every connection in the bag."""
+    reader = _open_reader(Path(path))
+    try:
+        return {c.topic: c.msgtype for c in reader.connections}
+    finally:
+        reader.close()
+
+
+def _stamp_ns(header: Any, log_ns: int) -> int:
+    ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+    return ns if ns else int(log_ns)
+
+
+def compressed_kind(fmt: str, where: str) -> ImageKind:
+    """The payload kind named by a CompressedImage ``format`` (``h264``, ``rgb8; jpeg compressed bgr8``, ...)."""
+    for token in fmt.lower().replace(";", " ").split():
+        if token in _COMPRESSED_KINDS:
+            return _COMPRESSED_KINDS[token]   # type: ignore[return-value]
+    raise BagError(f"{where}: CompressedImage format {fmt!r} is none of h264, hevc, jpeg, png")
+
+
+def raw_to_rgb(msg: Any, where: str) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> RGB uint8 (H, W, 3)."""
+    enc = msg.encoding.lower()
+    if enc not in _RAW_CHANNELS:
+        raise BagError(f"{where}: image encoding {msg.encoding!r} not supported (use one of {sorted(_RAW_CHANNELS)})")
+    c = _RAW_CHANNELS[enc]
+    buf = np.asarray(msg.data, np.uint8).reshape(-1)
+    if msg.step < msg.width * c or buf.size < msg.step * msg.height:
+        raise BagError(f"{where}: {msg.width}x{msg.height} {enc} image with step {msg.step} has only {buf.size} bytes")
+    img = buf[: msg.step * msg.height].reshape(msg.height, msg.step)[:, : msg.width * c]
+    img = img.reshape(msg.height, msg.width, c)
+    if c == 1:
+        return np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img[..., 2::-1] if enc.startswith("bgr") else img[..., :3])
+
+
+def read_images(path: str | Path, topic: str) -> Iterator[BagImage]:
+    """The image messages of ``topic`` in log order. Raises TopicNotFoundError, BagError (undecodable message, mixed
+    formats) or ClockJumpError (source stamps not strictly increasing)."""
+    path = Path(path)
+    reader = _open_reader(path)
+    try:
+        conns = [c for c in reader.connections if c.topic == topic]
+        if not conns:
+            images = sorted(c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES)
+            raise TopicNotFoundError(f"bag {path} has no topic {topic!r}; image topics in it: {images or 'none'}")
+        msgtype = conns[0].msgtype
+        if msgtype not in IMAGE_TYPES:
+            raise BagError(f"bag {path}: topic {topic} carries {msgtype}, not {COMPRESSED} or {RAW}")
+        store = typestore()
+        prev_ns, first_kind = None, None
+        for index, (_conn, log_ns, raw) in enumerate(reader.messages(connections=conns)):
+            where = f"bag {path}, topic {topic}, message {index}"
+            try:
+                msg = store.deserialize_cdr(raw, msgtype)
+            except Exception as exc:  # noqa: BLE001 - rosbags raises assorted errors on bad CDR
+                raise BagError(f"{where}: cannot deserialise {msgtype}: {exc}") from exc
+            stamp = _stamp_ns(msg.header, log_ns)
+            if prev_ns is not None and stamp <= prev_ns:
+                raise ClockJumpError(f"{where}: stamp {stamp} ns is not after the previous {prev_ns} ns "
+                                     f"(clock jump of {(stamp - prev_ns) / 1e9:+.3f} s)")
+            prev_ns = stamp
+            if msgtype == RAW:
+                yield BagImage(index, stamp, msg.header.frame_id, "raw", rgb=raw_to_rgb(msg, where))
+                continue
+            kind = compressed_kind(msg.format, where)
+            if first_kind is not None and kind != first_kind:
+                raise BagError(f"{where}: format changes from {first_kind} to {kind} mid-topic")
+            first_kind = kind
+            yield BagImage(index, stamp, msg.header.frame_id, kind, data=bytes(np.asarray(msg.data, np.uint8)))
+    finally:
+        reader.close()
+
+
+def image_rgb(image: BagImage) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of a raw or JPEG/PNG image."""
+    import cv2
+
+    if image.rgb is not None:
+        return image.rgb
+    bgr = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise BagError(f"message {image.index}: {image.kind} bytes do not decode to an image")
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def access_units(images: Iterable[BagImage], fps: float = 30.0, gop: int = 30) -> Iterator[tuple[bytes, int]]:
+    """(Annex-B AU, source stamp ns) pairs: H.264/HEVC messages pass through untouched; raw/JPEG/PNG images are
+    encoded by the bridge node's ``H264Encoder`` (same settings as live), each AU keeping its frame's stamp."""
+    from ov2_ros.codec.encoder import EncoderConfig, H264Encoder
+
+    encoder, first_size, pending = None, None, []
+    for image in images:
+        if image.kind in ("h264", "hevc"):
+            yield image.data, image.stamp_ns
+            continue
+        rgb = image_rgb(image)
+        if encoder is None:
+            first_size = rgb.shape[:2]
+            # yuv420p needs even sizes: odd images lose their last row/column
+            encoder = H264Encoder(rgb.shape[1] // 2 * 2, rgb.shape[0] // 2 * 2, EncoderConfig(fps=fps, gop=gop))
+        elif rgb.shape[:2] != first_size:
+            raise BagError(f"message {image.index}: image size {rgb.shape[1]}x{rgb.shape[0]} differs from the first "
+                           f"{first_size[1]}x{first_size[0]}")
+        pending.append(image.stamp_ns)
+        for au in encoder.encode(np.ascontiguousarray(rgb[: encoder.height, : encoder.width])):
+            yield au, pending.pop(0)
+    if encoder is not None:
+        for au in encoder.flush():
+            yield au, pending.pop(0)
+
+
+# ---------------------------------------------------------------- writing
+
+def _header(store: Any, stamp_ns: int, frame_id: str) -> Any:
+    t = store.types
+    return t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=int(stamp_ns // 1_000_000_000),
+                                                                            nanosec=int(stamp_ns % 1_000_000_000)),
+                                    frame_id=frame_id)
+
+
+class BagWriter:
+    """A rosbag2 writer over the Kilted type store: ``with BagWriter(path, "mcap") as w: w.write(topic, ...)``."""
+
+    def __init__(self, path: str | Path, storage: Storage = "mcap") -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+        if storage not in plugins:
+            raise BagError(f"storage must be mcap or sqlite3, got {storage!r}")
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"bag {self.path} already exists; give a new path")
+        self.store = typestore()
+        self._writer = Writer(self.path, version=9, storage_plugin=plugins[storage])
+        self._conns: dict[str, Any] = {}
+
+    def __enter__(self) -> BagWriter:
+        self._writer.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.close()
+
+    def header(self, stamp_ns: int, frame_id: str = "") -> Any:
+        return _header(self.store, stamp_ns, frame_id)
+
+    def msg(self, msgtype: str, **fields: Any) -> Any:
+        return self.store.types[msgtype](**fields)
+
+    def write(self, topic: str, msg: Any, log_ns: int) -> None:
+        msgtype = msg.__msgtype__
+        conn = self._conns.get(topic)
+        if conn is None:
+            conn = self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=self.store)
+        self._writer.write(conn, int(log_ns), self.store.serialize_cdr(msg, msgtype))
+
+
+def write_image_bag(path: str | Path, stamps_ns: Iterable[int], payloads: Iterable[bytes | np.ndarray],
+                    topic: str = "/camera/image/compressed", kind: ImageKind = "h264", storage: Storage = "mcap",
+                    frame_id: str = "camera") -> Path:
+    """A camera bag as a robot would record it: AUs (h264/hevc), encoded files (jpeg/png) or RGB arrays (raw,
+    written as rgb8 ``sensor_msgs/Image``); log time = header stamp."""
+    with BagWriter(path, storage) as w:
+        for stamp, payload in zip(stamps_ns, payloads, strict=True):
+            header = w.header(stamp, frame_id)
+            if kind == "raw":
+                rgb = np.ascontiguousarray(payload, np.uint8)
+                msg = w.msg(RAW, header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8",
+                            is_bigendian=0, step=rgb.shape[1] * 3, data=rgb.reshape(-1))
+            else:
+                msg = w.msg(COMPRESSED, header=header, format=kind, data=np.frombuffer(bytes(payload), np.uint8))
+            w.write(topic, msg, stamp)
+    return Path(path)
