@@ -27,7 +27,19 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-bench-tokenizer: $(STAMP)
+# Benchmark extras live in their own venv: the official offline tool (codec-video-prep) pins numpy<2. It shells out
+# to ffmpeg/ffprobe, installed from Debian when missing; without them the comparison is recorded as skipped.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): requirements-bench.txt
+	test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q -r requirements-bench.txt
+	command -v ffprobe >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg) \
+		|| echo "bench: no ffmpeg/ffprobe, cv-preinfer comparison will be skipped"
+	touch $(BENCH_STAMP)
+
+bench-tokenizer: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python bench/tokenizer.py
 
 clean:
