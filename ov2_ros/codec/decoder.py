@@ -41,6 +41,7 @@ class DecoderStats:
     aus_gated: int = 0            # skipped while waiting for an entry point (IDR + parameter sets)
     aus_bad: int = 0              # rejected by validation or by FFmpeg
     frames_out: int = 0
+    frames_corrupt: int = 0       # output but marked corrupt by FFmpeg (concealed damage)
     resolution_changes: int = 0
 
 
@@ -97,7 +98,7 @@ class StreamDecoder:
         self._next_index = 0
         self._time_origin: float | None = None           # stamp seconds of frame 0 when timing by stamps
         self._last_time = 0.0
-        self._counts = dict(aus_in=0, aus_gated=0, aus_bad=0, frames_out=0, resolution_changes=0)
+        self._counts = dict(aus_in=0, aus_gated=0, aus_bad=0, frames_out=0, frames_corrupt=0, resolution_changes=0)
         self._closed = False
 
     # --- public ---------------------------------------------------------------------------------------------------
@@ -110,7 +111,8 @@ class StreamDecoder:
         """Feed one access unit; return the frames it completed, in output order (maybe none, maybe earlier AUs').
 
         Raises ``BitstreamError`` for bytes that are not an AU and ``DecodeError`` when FFmpeg rejects one; the
-        decoder stays usable in both cases and the caller decides whether to skip.
+        decoder stays usable in both cases and the caller decides whether to skip. Damage FFmpeg can conceal (a
+        truncated or bit-flipped slice) raises nothing: the frame comes out with ``corrupt=True``.
         """
         self._check_open()
         self._counts["aus_in"] += 1
@@ -136,8 +138,9 @@ class StreamDecoder:
             out += self._wrap(self._ctx.decode(packet))
         except av.FFmpegError as exc:
             self._counts["aus_bad"] += 1
-            raise DecodeError(f"decoder rejected access unit #{self._counts['aus_in'] - 1} "
-                              f"({len(au)} bytes, stamp {stamp!r}): {exc}") from exc
+            lag = " (frame threads: the bad AU may be up to thread_count earlier)" if self.threads == "frame" else ""
+            raise DecodeError(f"{self.codec} decoder error at access unit #{self._counts['aus_in'] - 1} "
+                              f"({len(au)} bytes, stamp {stamp!r}){lag}: {exc}") from exc
         self._forget_stale(pts)
         return out
 
@@ -210,6 +213,7 @@ class StreamDecoder:
         index = self._next_index
         self._next_index += 1
         self._counts["frames_out"] += 1
+        self._counts["frames_corrupt"] += frame.is_corrupt
         size = (frame.width, frame.height)
         if self.resolution != size:     # HEVC (no SPS parse) or a size the SPS did not predict
             if self.resolution is not None:
@@ -219,7 +223,7 @@ class StreamDecoder:
             index=index, time_s=self._time_of(index, stamp), stamp=stamp, bits=bits,
             pict_type=_PICT_TYPES.get(int(frame.pict_type), "?"), key_frame=bool(frame.key_frame),
             width=frame.width, height=frame.height, luma=luma_view(frame),
-            mvs=motion_vectors(frame) if self.export_mvs else EMPTY_MVS, frame=frame)
+            mvs=motion_vectors(frame) if self.export_mvs else EMPTY_MVS, frame=frame, corrupt=bool(frame.is_corrupt))
 
     def _time_of(self, index: int, stamp: Any) -> float:
         if self.fps is not None:

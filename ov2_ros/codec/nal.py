@@ -147,7 +147,8 @@ _HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 
 def parse_sps_resolution(sps_nal: bytes) -> tuple[int, int]:
     """(width, height) in pixels after frame cropping, read from an H.264 SPS NAL payload (7.3.2.1.1)."""
     if not sps_nal or nal_type_h264(sps_nal) != H264_SPS:
-        raise BitstreamError(f"expected an H.264 SPS NAL (type 7), got type {nal_type_h264(sps_nal) if sps_nal else None}")
+        got = f"type {nal_type_h264(sps_nal)}" if sps_nal else "an empty NAL"
+        raise BitstreamError(f"expected an H.264 SPS NAL (type 7), got {got}")
     r = BitReader(remove_emulation_prevention(sps_nal[1:]), "H.264 SPS")
     profile_idc = r.u(8)
     r.u(16)                                  # constraint flags, level_idc
@@ -343,7 +344,8 @@ def validate_access_unit(data: bytes, codec: Codec = "h264") -> tuple[bytes, ...
         if codec == "h264":
             kind, ref_idc = nal_type_h264(nal), nal[0] >> 5
             if kind == 0 or kind >= 24 or (kind in (H264_IDR, H264_SPS, H264_PPS) and ref_idc == 0):
-                raise BitstreamError(f"{where}: invalid H.264 NAL header 0x{nal[0]:02x} (type {kind}, ref_idc {ref_idc})")
+                raise BitstreamError(
+                    f"{where}: invalid H.264 NAL header 0x{nal[0]:02x} (type {kind}, ref_idc {ref_idc})")
         elif nal[1] & 0x07 == 0:
             raise BitstreamError(f"{where}: HEVC nuh_temporal_id_plus1 is 0 (corrupt NAL header)")
         nals.append(nal)

@@ -87,6 +87,7 @@ class DecodedFrame:
     luma: np.ndarray
     mvs: np.ndarray
     frame: Any = field(repr=False, default=None)   # the av.VideoFrame, for colour (rgb()) and SAM2
+    corrupt: bool = False      # FFmpeg concealed damage (truncated/corrupt AU); pixels and MVs are partly guessed
 
     def rgb(self, width: int | None = None, height: int | None = None) -> np.ndarray:
         """RGB uint8 (h, w, 3), optionally resized by libswscale on the way out."""
