@@ -1,0 +1,153 @@
+"""Per-patch saliency from what the codec already computed: motion vectors and motion-compensated residuals.
+
+For each decoded frame, at canvas resolution (``CanvasGrid``):
+
+- **motion**: the exported MVs are rasterised onto a field of 8x8-source-pixel cells (``bincount`` over the cells each
+  MV block covers, so no Python loop over MVs); the per-cell mean magnitude, in canvas pixels, is averaged per patch.
+- **residual**: the previous frame's canvas luma is warped by the past-reference MVs (``cv2.remap``) and compared with
+  this frame: mean |luma - warped| per patch, minus a coding-noise allowance. Intra frames (no MVs) compare with the
+  unwarped previous frame, so a cut lights up everywhere.
+- Each is divided by a robust scale (its ``percentile`` over the frame, never below a floor: a quiet frame keeps small
+  scores instead of having its noise stretched to 1), clipped, and fused by a weighted sum.
+- Block score = sum of the fused score over each 2x2 patch block.
+
+Shapes: canvas luma (H, W) uint8; patch maps (H/p, W/p) float32; block maps (H/2p, W/2p) float32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ov2_ros.codec.packing import CanvasGrid
+
+MV_CELL = 8   # H.264 exports MVs per 8x8 / 16x8 / 8x16 / 16x16 partition: 8 px cells hold every partition exactly
+
+
+@dataclass(frozen=True)
+class SaliencyConfig:
+    motion_weight: float = 0.5
+    residual_weight: float = 0.5
+    percentile: float = 95.0
+    motion_floor: float = 2.0       # canvas px of motion that count as "fully salient" in a quiet frame
+    residual_noise: float = 2.0     # grey levels of coding noise ignored in the residual
+    residual_floor: float = 12.0    # grey levels (after the noise allowance) that count as fully salient
+    clip: float = 4.0               # cap on normalised scores, so one outlier patch cannot own a frame
+
+
+@dataclass(frozen=True)
+class FrameSaliency:
+    """Saliency of one frame. ``change``: mean |luma - previous luma| (unwarped, grey levels), the cut detector's cue."""
+
+    patches: np.ndarray      # (rows, cols) float32
+    blocks: np.ndarray       # (block_rows, block_cols) float32
+    change: float
+
+
+def patch_mean(image: np.ndarray, patch: int) -> np.ndarray:
+    """(H, W) -> (H/p, W/p) mean over each patch."""
+    h, w = image.shape
+    return image.reshape(h // patch, patch, w // patch, patch).mean(axis=(1, 3), dtype=np.float32)
+
+
+def block_sum(patches: np.ndarray) -> np.ndarray:
+    """(rows, cols) -> (rows/2, cols/2) sum over 2x2 patch blocks."""
+    r, c = patches.shape
+    return patches.reshape(r // 2, 2, c // 2, 2).sum(axis=(1, 3), dtype=np.float32)
+
+
+def robust_normalise(x: np.ndarray, percentile: float, floor: float, clip: float) -> np.ndarray:
+    scale = max(float(np.percentile(x, percentile)), floor)
+    return np.minimum(x / scale, clip).astype(np.float32, copy=False)
+
+
+class MotionField:
+    """Rasterises MVs of a fixed source size onto 8-px cells and samples the cells at canvas pixels.
+
+    ``__call__(mvs) -> (flow (H, W, 2) float32 canvas px towards the past reference, magnitude (H, W) float32)``.
+    """
+
+    def __init__(self, src_height: int, src_width: int, grid: CanvasGrid):
+        self.src_size = (src_height, src_width)
+        self.cells = (-(-src_height // MV_CELL), -(-src_width // MV_CELL))
+        self.scale = np.array([grid.width / src_width, grid.height / src_height], dtype=np.float32)
+        # canvas pixel centre -> source cell (nearest), once per size
+        ys = ((np.arange(grid.height) + 0.5) * src_height / grid.height // MV_CELL).astype(np.intp)
+        xs = ((np.arange(grid.width) + 0.5) * src_width / grid.width // MV_CELL).astype(np.intp)
+        self._cell_of_pixel = (ys[:, None] * self.cells[1] + xs[None, :])
+
+    def cell_means(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(cells, 2) mean past-reference motion (source px) and (cells,) mean magnitude over every MV, per cell."""
+        ch, cw = self.cells
+        n_cells = ch * cw
+        if mvs is None or len(mvs) == 0:
+            return np.zeros((n_cells, 2), np.float32), np.zeros(n_cells, np.float32)
+        scale = np.maximum(mvs["motion_scale"].astype(np.float32), 1.0)
+        mx = mvs["motion_x"].astype(np.float32) / scale
+        my = mvs["motion_y"].astype(np.float32) / scale
+        bw = np.maximum(mvs["w"].astype(np.int64), 1)
+        bh = np.maximum(mvs["h"].astype(np.int64), 1)
+        x0 = (mvs["dst_x"].astype(np.int64) - bw // 2) // MV_CELL
+        y0 = (mvs["dst_y"].astype(np.int64) - bh // 2) // MV_CELL
+        nx, ny = np.maximum(bw // MV_CELL, 1), np.maximum(bh // MV_CELL, 1)
+        dx, dy = np.meshgrid(np.arange(int(nx.max())), np.arange(int(ny.max())))
+        # every (MV, covered cell) pair, as flat cell indices
+        cx, cy = x0[:, None] + dx.reshape(1, -1), y0[:, None] + dy.reshape(1, -1)
+        ok = (dx.reshape(1, -1) < nx[:, None]) & (dy.reshape(1, -1) < ny[:, None])
+        ok &= (cx >= 0) & (cx < cw) & (cy >= 0) & (cy < ch)
+        mv_of, cell = np.nonzero(ok)[0], (cy * cw + cx)[ok]
+        mag = np.hypot(mx, my)[mv_of]
+        count = np.bincount(cell, minlength=n_cells).astype(np.float32)
+        magnitude = np.bincount(cell, weights=mag, minlength=n_cells) / np.maximum(count, 1)
+        past = mvs["source"][mv_of] < 0
+        pcount = np.maximum(np.bincount(cell[past], minlength=n_cells), 1)
+        flow = np.stack([np.bincount(cell[past], weights=mx[mv_of][past], minlength=n_cells) / pcount,
+                         np.bincount(cell[past], weights=my[mv_of][past], minlength=n_cells) / pcount], axis=1)
+        return flow.astype(np.float32), magnitude.astype(np.float32)
+
+    def __call__(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        flow, magnitude = self.cell_means(mvs)
+        flow = flow[self._cell_of_pixel] * self.scale
+        magnitude = magnitude[self._cell_of_pixel] * float(self.scale.mean())
+        return flow, magnitude
+
+
+class SaliencyScorer:
+    """Scores frames of one source size on one canvas grid. Stateless across frames: the caller passes the
+    previous canvas luma, so resets (cuts, resolution changes) stay in one place."""
+
+    def __init__(self, src_height: int, src_width: int, grid: CanvasGrid, config: SaliencyConfig = SaliencyConfig()):
+        import cv2
+
+        self.grid, self.config = grid, config
+        self.motion = MotionField(src_height, src_width, grid)
+        gx, gy = np.meshgrid(np.arange(grid.width, dtype=np.float32), np.arange(grid.height, dtype=np.float32))
+        self._base = np.stack([gx, gy], axis=-1)
+        self._cv2 = cv2
+
+    def warp(self, previous: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """Motion-compensated prediction of this frame from ``previous`` (H, W) uint8 with ``flow`` (H, W, 2)."""
+        cv2 = self._cv2
+        m = self._base + flow
+        return cv2.remap(previous, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def score(self, luma: np.ndarray, previous: np.ndarray | None, mvs: np.ndarray | None) -> FrameSaliency:
+        """``luma``, ``previous``: (H, W) uint8 canvas luma of this and the previous frame (None: stream start)."""
+        cfg, grid = self.config, self.grid
+        if previous is None:
+            zeros = np.zeros((grid.rows, grid.cols), np.float32)
+            return FrameSaliency(zeros, block_sum(zeros), 0.0)
+        change = float(self._cv2.absdiff(luma, previous).mean())
+        if mvs is None or len(mvs) == 0:          # intra: everything is new relative to the unwarped past
+            flow = magnitude = None
+            predicted = previous
+        else:
+            flow, magnitude = self.motion(mvs)
+            predicted = self.warp(previous, flow)
+        residual = patch_mean(self._cv2.absdiff(luma, predicted), grid.patch)
+        residual = np.maximum(residual - cfg.residual_noise, 0.0)
+        fused = cfg.residual_weight * robust_normalise(residual, cfg.percentile, cfg.residual_floor, cfg.clip)
+        if magnitude is not None:
+            motion = patch_mean(magnitude, grid.patch)
+            fused += cfg.motion_weight * robust_normalise(motion, cfg.percentile, cfg.motion_floor, cfg.clip)
+        return FrameSaliency(fused, block_sum(fused), change)

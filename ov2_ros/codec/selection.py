@@ -1,0 +1,112 @@
+"""Which 2x2 blocks of a closed group go onto its P-canvases, and the codec-mode canvases of a group.
+
+Selection, per group of frames ``f = 0 .. F-1`` with block scores ``S_f`` (block_rows, block_cols):
+
+1. Within each frame, blocks are ranked by score (``rho = 0, 1, ...``) and attenuated: ``A = S / (1 + lambda * rho)``.
+   A frame's 10th-best block is worth a third of its raw score, so one busy frame cannot take the whole budget.
+2. Frames already on a full canvas (the anchor on the I-canvas, hybrid full frames) are skipped: their positions are
+   taken. Every remaining ``(t, r, c)`` is a candidate at most once, so no position is packed twice.
+3. Candidates are laid out in time order (frame, then rank) and their cumulative attenuated mass is cut into ``K``
+   equal parts, one per P-canvas: a busy stretch of the group gets a canvas of its own, a quiet one shares.
+4. Each P-canvas takes its part's highest-``A`` blocks up to its capacity (``block_rows * block_cols``); the rest of
+   the canvas is padding. A group with no mass at all (a frozen picture) gets all-padding P-canvases.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ov2_ros.codec.packing import CanvasGrid, pack_blocks, pack_frame, yuv_to_rgb
+from ov2_ros.codec.types import Canvas
+
+
+@dataclass(frozen=True, eq=False)
+class FrameRecord:
+    """What the tokenizer keeps of a frame until its group closes (bounded: at most ``max_group_frames`` of these).
+
+    ``yuv``: (H * 3/2, W) uint8 I420 at canvas size; ``blocks``: (block_rows, block_cols) float32 saliency, or None
+    where no saliency was computed (uniform mode).
+    """
+
+    index: int
+    time_s: float
+    stamp: Any
+    bits: int
+    key_frame: bool
+    yuv: np.ndarray
+    blocks: np.ndarray | None
+
+    def rgb(self) -> np.ndarray:
+        return yuv_to_rgb(self.yuv)
+
+
+def attenuated_scores(blocks: np.ndarray, lam: float) -> np.ndarray:
+    """(F, block_rows, block_cols) scores -> (F, num_blocks) ``S / (1 + lam * rho)``, rho = rank within the frame."""
+    flat = blocks.reshape(len(blocks), -1).astype(np.float32)
+    rank = np.empty_like(flat, dtype=np.int64)
+    order = np.argsort(-flat, axis=1, kind="stable")
+    np.put_along_axis(rank, order, np.arange(flat.shape[1])[None, :], axis=1)
+    return flat / (1.0 + lam * rank)
+
+
+def select_blocks(frames: np.ndarray, blocks: np.ndarray, n_canvases: int, capacity: int, block_cols: int,
+                  lam: float = 0.5) -> list[np.ndarray]:
+    """Blocks for ``n_canvases`` P-canvases.
+
+    frames: (F,) frame indices (time order, frames on full canvases already removed); blocks: (F, BR, BC) scores.
+    Returns one (n_k, 3) int32 array ``(t, r, c)`` per canvas, ``n_k <= capacity``, sorted by (t, r, c).
+    """
+    empty = [np.zeros((0, 3), np.int32) for _ in range(n_canvases)]
+    if len(frames) == 0 or n_canvases == 0:
+        return empty
+    att = attenuated_scores(blocks, lam)                       # (F, nb)
+    order = np.argsort(-att, axis=1, kind="stable")            # per frame: best first
+    mass = np.take_along_axis(att, order, axis=1).reshape(-1)  # time order, then rank
+    frame_pos = np.repeat(np.arange(len(frames)), att.shape[1])
+    block_id = order.reshape(-1)
+    keep = mass > 0
+    mass, frame_pos, block_id = mass[keep], frame_pos[keep], block_id[keep]
+    total = float(mass.sum())
+    if total <= 0:
+        return empty
+    midpoint = np.cumsum(mass, dtype=np.float64) - mass / 2
+    part = np.minimum((midpoint * n_canvases / total).astype(np.int64), n_canvases - 1)
+    out = []
+    for k in range(n_canvases):
+        idx = np.flatnonzero(part == k)
+        idx = idx[np.argsort(-mass[idx], kind="stable")[:capacity]]
+        r, c = np.divmod(block_id[idx], block_cols)
+        sel = np.stack([np.asarray(frames)[frame_pos[idx]], r, c], axis=1).astype(np.int32)
+        out.append(sel[np.lexsort((sel[:, 2], sel[:, 1], sel[:, 0]))])
+    return out
+
+
+def full_canvas(record: FrameRecord, grid: CanvasGrid, group: int) -> Canvas:
+    """A whole frame as a canvas (I-canvas, uniform canvas, hybrid full frame)."""
+    pixels, positions = pack_frame(record.index, record.rgb(), grid)
+    return Canvas("I", pixels, positions, group)
+
+
+def p_canvases(records: list[FrameRecord], n_canvases: int, grid: CanvasGrid, group: int,
+               lam: float) -> list[Canvas]:
+    """Select blocks over ``records`` (frames not on a full canvas) and pack them into ``n_canvases`` P-canvases."""
+    scored = [r for r in records if r.blocks is not None]
+    frames = np.array([r.index for r in scored], dtype=np.int64)
+    scores = (np.stack([r.blocks for r in scored]) if scored
+              else np.zeros((0, grid.block_rows, grid.block_cols), np.float32))
+    chosen = select_blocks(frames, scores, n_canvases, grid.num_blocks, grid.block_cols, lam)
+    used = np.unique(np.concatenate([c[:, 0] for c in chosen])) if chosen else np.zeros(0, np.int64)
+    by_index = {r.index: r for r in scored}
+    images = {int(t): by_index[int(t)].rgb() for t in used}     # RGB only for frames that contribute
+    out = []
+    for sel in chosen:
+        pixels, positions = pack_blocks(sel, images, grid)
+        out.append(Canvas("P", pixels, positions, group))
+    return out
+
+
+def codec_canvases(records: list[FrameRecord], grid: CanvasGrid, group: int, n_p: int, lam: float) -> list[Canvas]:
+    """Codec mode: the anchor (first frame) whole, then ``n_p`` P-canvases over the other frames."""
+    return [full_canvas(records[0], grid, group)] + p_canvases(records[1:], n_p, grid, group, lam)

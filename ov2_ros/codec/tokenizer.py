@@ -1,0 +1,236 @@
+"""The streaming codec-stream tokenizer: access units in, closed ``FrameGroup``s and a ``CodecWindow`` out.
+
+Per frame (every AU passes here, so the work is a few vectorised array ops at canvas resolution):
+shrink Y/U/V to the canvas (kept as I420 until the frame's group closes) -> saliency against the previous canvas
+luma -> grouping decision. Per closed group: select blocks, convert only the contributing frames to RGB, pack canvases.
+
+Memory is bounded by ``max_group_frames`` canvas-size I420 frames (64 x 211 kB at 280x504) plus the window.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ov2_ros.codec.grouping import BitCostGrouper, Boundary, FixedGrouper, GroupingConfig, PlannedGrouper
+from ov2_ros.codec.packing import CanvasGrid, canvas_yuv, resize_plane
+from ov2_ros.codec.saliency import SaliencyConfig, SaliencyScorer
+from ov2_ros.codec.selection import FrameRecord, codec_canvases
+from ov2_ros.codec.types import DecodedFrame, FrameGroup, TokenizerConfig
+from ov2_ros.codec.uniform import hybrid_canvases, uniform_canvases
+from ov2_ros.codec.window import WindowBuffer
+
+DEFAULT_FPS = 30.0
+
+
+@dataclass(frozen=True)
+class TokenizerStats:
+    frames: int = 0                 # frames pushed (decoded or given)
+    groups: int = 0                 # groups closed
+    canvases: int = 0               # canvases made
+    resolution_changes: int = 0
+    decode_s: float = 0.0           # time inside the decoder
+    tokenize_s: float = 0.0         # time in saliency, grouping, selection and packing
+
+
+class CodecTokenizer:
+    """Streaming tokenizer for one camera stream.
+
+    ``push(au, stamp)`` decodes one Annex-B access unit and returns the groups it closed; ``push_frame(frame)`` does
+    the same for an already decoded frame (e.g. shared with SAM2); ``flush()`` drains the decoder and closes the open
+    group; ``window()`` is the newest ``window_canvases`` worth of groups. A resolution change closes the open group
+    and empties the window, so a window never mixes canvas sizes.
+
+    ``grouper`` overrides the mode's grouping (``tokenize_file`` passes a ``PlannedGrouper`` for fixed budgets).
+    """
+
+    def __init__(self, config: TokenizerConfig = TokenizerConfig(), *, fps: float | None = None,
+                 codec: str = "h264", saliency: SaliencyConfig = SaliencyConfig(),
+                 grouper: BitCostGrouper | FixedGrouper | PlannedGrouper | None = None):
+        self.config, self.saliency_config, self.codec, self.fps_hint = config, saliency, codec, fps
+        if grouper is None:
+            grouper = (FixedGrouper(config.uniform_group_frames) if config.mode == "uniform"
+                       else BitCostGrouper(GroupingConfig.from_tokenizer(config)))
+        self.grouper = grouper
+        self._decoder = None
+        self._window = WindowBuffer(config.window_canvases)
+        self._grid: CanvasGrid | None = None
+        self._source_size: tuple[int, int] | None = None
+        self._scorer: SaliencyScorer | None = None
+        self._prev_luma: np.ndarray | None = None
+        self._open: list[FrameRecord] = []
+        self._open_bits_threshold = 0.0
+        self._next_group = 0
+        self._mass_ema: float | None = None        # variable P allocation: running group saliency mass
+        self._first_time: float | None = None
+        self._last_time = 0.0
+        self._counts = dict(frames=0, groups=0, canvases=0, resolution_changes=0)
+        self._decode_s = 0.0
+        self._tokenize_s = 0.0
+
+    # --- public ---------------------------------------------------------------------------------------------------
+
+    @property
+    def decoder(self):
+        """The owned ``StreamDecoder`` (created on first ``push``)."""
+        if self._decoder is None:
+            from ov2_ros.codec.decoder import StreamDecoder
+
+            self._decoder = StreamDecoder(self.codec, threads=self.config.decoder_threads,
+                                          thread_count=self.config.thread_count, fps=self.fps_hint)
+        return self._decoder
+
+    @property
+    def frames_seen(self) -> int:
+        return self._counts["frames"]
+
+    @property
+    def stats(self) -> TokenizerStats:
+        return TokenizerStats(**self._counts, decode_s=self._decode_s, tokenize_s=self._tokenize_s)
+
+    @property
+    def canvas_size(self) -> tuple[int, int] | None:
+        return self._grid.size if self._grid else None
+
+    @property
+    def fps(self) -> float:
+        """The fps hint, else measured from frame times, else 30."""
+        if self.fps_hint:
+            return float(self.fps_hint)
+        n, span = self._counts["frames"], self._last_time - (self._first_time or 0.0)
+        return (n - 1) / span if n > 1 and span > 0 else DEFAULT_FPS
+
+    def push(self, au: bytes, stamp: Any = None) -> list[FrameGroup]:
+        """Decode one access unit; the groups it closed (usually none). Decoder errors propagate unchanged
+        (``BitstreamError``, ``DecodeError``) and leave the tokenizer's state as it was."""
+        t0 = time.perf_counter()
+        frames = self.decoder.decode(au, stamp)
+        self._decode_s += time.perf_counter() - t0
+        return self._push_all(frames)
+
+    def push_frame(self, frame: DecodedFrame) -> list[FrameGroup]:
+        """Tokenize one decoded frame (output order); the groups it closed."""
+        t0 = time.perf_counter()
+        try:
+            return self._push_frame(frame)
+        finally:
+            self._tokenize_s += time.perf_counter() - t0
+
+    def flush(self) -> list[FrameGroup]:
+        """End of stream: drain the decoder and close the open group."""
+        closed: list[FrameGroup] = []
+        if self._decoder is not None:
+            t0 = time.perf_counter()
+            frames = self._decoder.flush()
+            self._decode_s += time.perf_counter() - t0
+            closed += self._push_all(frames)
+        t0 = time.perf_counter()
+        closed += self._close_group(self._open_bits_threshold)
+        self._tokenize_s += time.perf_counter() - t0
+        return closed
+
+    def window(self) -> Any:
+        """The newest closed groups within ``window_canvases``, as a ``CodecWindow``; None before the first group."""
+        if self._grid is None:
+            return None
+        h, w = self._source_size
+        return self._window.window(self._grid.size, (h, w), self.fps, self.config.patch_size)
+
+    # --- internals ------------------------------------------------------------------------------------------------
+
+    def _push_all(self, frames: list[DecodedFrame]) -> list[FrameGroup]:
+        closed: list[FrameGroup] = []
+        for f in frames:
+            closed += self.push_frame(f)
+        return closed
+
+    def _push_frame(self, frame: DecodedFrame) -> list[FrameGroup]:
+        closed: list[FrameGroup] = []
+        size = (frame.height, frame.width)
+        if size != self._source_size:
+            if self._source_size is not None:
+                closed += self._close_group(self._open_bits_threshold)
+                self._window.reset()
+                self._counts["resolution_changes"] += 1
+            self._start(size)
+        grid = self._grid
+        yuv = self._canvas_yuv(frame, grid)
+        luma = yuv[: grid.height]
+        key = frame.key_frame or frame.pict_type == "I"
+        change, blocks = 0.0, None
+        if self._scorer is not None:
+            sal = self._scorer.score(luma, self._prev_luma, frame.mvs)
+            change, blocks = sal.change, sal.blocks
+        decision = self.grouper.push(frame.bits, key, change)
+        if decision.boundary is Boundary.BEFORE:
+            closed += self._close_group(self._open_bits_threshold)
+        self._open.append(FrameRecord(frame.index, frame.time_s, frame.stamp, frame.bits, key, yuv, blocks))
+        self._open_bits_threshold = decision.threshold
+        if decision.boundary is Boundary.AFTER:
+            closed += self._close_group(decision.threshold)
+        self._prev_luma = luma
+        self._counts["frames"] += 1
+        if self._first_time is None:
+            self._first_time = frame.time_s
+        self._last_time = frame.time_s
+        return closed
+
+    def _start(self, size: tuple[int, int]) -> None:
+        cfg = self.config
+        self._source_size = size
+        self._grid = CanvasGrid.for_source(size[0], size[1], cfg.patch_size, cfg.max_pixels)
+        self._scorer = (None if cfg.mode == "uniform"
+                        else SaliencyScorer(size[0], size[1], self._grid, self.saliency_config))
+        self._prev_luma = None
+        self.grouper.reset()
+
+    @staticmethod
+    def _canvas_yuv(frame: DecodedFrame, grid: CanvasGrid) -> np.ndarray:
+        if frame.frame is not None:
+            return canvas_yuv(frame.luma, frame.frame, grid)
+        # a caller-decoded frame without its av.VideoFrame: luma only, neutral chroma (grey canvases)
+        h, w = grid.size
+        out = np.full((h * 3 // 2, w), 128, dtype=np.uint8)
+        out[:h] = resize_plane(frame.luma, h, w)
+        return out
+
+    def _p_canvases_for(self, records: list[FrameRecord]) -> int:
+        """P-canvases for this group: fixed, or (variable allocation) scaled by the group's saliency mass against
+        the running mean mass, between 1 and twice the default, and within the window budget."""
+        cfg = self.config
+        n_p = max(0, cfg.canvases_per_group - 1)
+        if not cfg.variable_p_canvases or n_p == 0:
+            return n_p
+        mass = float(sum(r.blocks.sum() for r in records[1:] if r.blocks is not None))
+        mean = self._mass_ema if self._mass_ema else mass
+        self._mass_ema = mass if self._mass_ema is None else 0.8 * self._mass_ema + 0.2 * mass
+        if mean <= 0:
+            return 1
+        return int(np.clip(round(n_p * mass / mean), 1, min(2 * n_p, cfg.window_canvases - 1)))
+
+    def _close_group(self, threshold: float) -> list[FrameGroup]:
+        records, self._open = self._open, []
+        if not records:
+            return []
+        cfg, grid, gi = self.config, self._grid, self._next_group
+        if cfg.mode == "uniform":
+            canvases = uniform_canvases(records, grid, gi, cfg.canvases_per_group)
+        elif cfg.mode == "hybrid":
+            canvases = hybrid_canvases(records, grid, gi, cfg.canvases_per_group, cfg.hybrid_full_frames,
+                                       cfg.attenuation_lambda)
+        else:
+            canvases = codec_canvases(records, grid, gi, self._p_canvases_for(records), cfg.attenuation_lambda)
+        shown = {records[0].index} | {int(t) for c in canvases for t in c.frames}
+        group = FrameGroup(
+            index=gi, start_frame=records[0].index, end_frame=records[-1].index + 1,
+            frame_bits=np.array([r.bits for r in records], dtype=np.int64), threshold=float(threshold),
+            canvases=tuple(canvases),
+            frame_times={r.index: r.time_s for r in records if r.index in shown},
+            frame_stamps={r.index: r.stamp for r in records if r.index in shown})
+        self._next_group += 1
+        self._counts["groups"] += 1
+        self._counts["canvases"] += len(canvases)
+        self._window.add(group)
+        return [group]

@@ -1,0 +1,99 @@
+"""Canvas geometry and the 2x2-block packing layout."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ov2_ros.codec.packing import (CanvasGrid, block_positions, frame_blocks, pack_blocks, pack_frame, patchify,
+                                   smart_resize)
+from ov2_ros.errors import ConfigError
+
+
+@pytest.mark.parametrize("size, expected", [
+    ((1080, 1920), (280, 504)),      # 16:9 -> 720 patches = 180 tokens (DESIGN.md)
+    ((720, 1280), (280, 504)),
+    ((240, 320), (252, 308)),        # small sources round to the nearest multiple, up or down
+    ((120, 160), (112, 168)),
+    ((10, 10), (28, 28)),
+])
+def test_smart_resize_known_sizes(size, expected):
+    assert smart_resize(*size, factor=28, max_pixels=150_000) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 4000), st.integers(1, 4000), st.integers(28 * 28, 400_000))
+def test_smart_resize_invariants(h, w, max_pixels):
+    ch, cw = smart_resize(h, w, 28, max_pixels)
+    assert ch % 28 == 0 and cw % 28 == 0 and ch >= 28 and cw >= 28
+    assert ch * cw <= max(max_pixels, 28 * 28)
+
+
+def test_smart_resize_rejects_bad_input():
+    with pytest.raises(ConfigError, match="positive"):
+        smart_resize(0, 10)
+    with pytest.raises(ValueError, match="max_pixels"):
+        smart_resize(100, 100, max_pixels=100)
+
+
+def test_grid_counts_and_bad_grid():
+    g = CanvasGrid.for_source(1080, 1920)
+    assert (g.rows, g.cols, g.num_patches, g.block_rows, g.block_cols, g.num_blocks) == (20, 36, 720, 10, 18, 180)
+    with pytest.raises(ConfigError, match="multiple"):
+        CanvasGrid(30, 28)
+
+
+def test_block_positions_follow_2x2_block_order():
+    pos = block_positions(np.array([[7, 1, 2], [9, 0, 0]]))
+    np.testing.assert_array_equal(pos, [[7, 2, 4], [7, 2, 5], [7, 3, 4], [7, 3, 5],
+                                        [9, 0, 0], [9, 0, 1], [9, 1, 0], [9, 1, 1]])
+
+
+def _frame(grid, t):
+    """A canvas-size RGB image whose every patch encodes (t, patch row, patch col), so patches are traceable."""
+    img = np.zeros((grid.height, grid.width, 3), np.uint8)
+    rows = np.repeat(np.arange(grid.rows), grid.patch)
+    cols = np.repeat(np.arange(grid.cols), grid.patch)
+    img[..., 0] = t
+    img[..., 1] = rows[:, None]
+    img[..., 2] = cols[None, :]
+    return img
+
+
+def test_i_canvas_patchifies_to_its_positions():
+    grid = CanvasGrid(56, 84, 14)
+    pixels, positions = pack_frame(5, _frame(grid, 5), grid)
+    patches = patchify(pixels, 14)
+    assert positions.shape == (grid.num_patches, 3)
+    np.testing.assert_array_equal(patches[:, 0, 0, :], positions)
+    # every patch of the frame exactly once
+    assert len({tuple(p) for p in positions}) == grid.num_patches
+
+
+def test_p_canvas_layout_sorting_and_padding():
+    grid = CanvasGrid(56, 84, 14)                    # 2 x 3 blocks = capacity 6
+    images = {t: _frame(grid, t) for t in (3, 4)}
+    blocks = np.array([[4, 0, 2], [3, 1, 1], [3, 0, 0]])   # unsorted on purpose
+    pixels, positions = pack_blocks(blocks, images, grid)
+    assert pixels.shape == (56, 84, 3) and positions.shape == (24, 3) and positions.dtype == np.int32
+    patches = patchify(pixels, 14)
+    real = positions[:, 0] >= 0
+    assert real.sum() == 12
+    np.testing.assert_array_equal(positions[:4], block_positions(np.array([[3, 0, 0]])))   # (t, r, c) order
+    np.testing.assert_array_equal(patches[real][:, 0, 0, :], positions[real])
+    np.testing.assert_array_equal(positions[~real], -1)
+    assert not patches[~real].any()                 # padding is black
+
+
+def test_pack_rejects_overflow_and_wrong_size():
+    grid = CanvasGrid(28, 28, 14)
+    with pytest.raises(ConfigError, match="do not fit"):
+        pack_blocks(np.array([[0, 0, 0], [1, 0, 0]]), {0: _frame(grid, 0), 1: _frame(grid, 1)}, grid)
+    with pytest.raises(ConfigError, match="frame 2"):
+        pack_frame(2, np.zeros((10, 10, 3), np.uint8), grid)
+
+
+def test_frame_blocks_cover_grid():
+    grid = CanvasGrid(56, 84, 14)
+    fb = frame_blocks(1, grid)
+    assert fb.shape == (6, 3) and (fb[:, 0] == 1).all()
+    assert len({(r, c) for _, r, c in fb}) == 6
