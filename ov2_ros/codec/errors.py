@@ -20,3 +20,11 @@ class DecodeError(CodecError, RuntimeError):
 
 class ResolutionChangedError(CodecError):
     """The stream changed resolution: the current groups were closed and tokenization restarted."""
+
+
+class VideoFileError(CodecError, ValueError):
+    """A video file that cannot serve as a packet source: unreadable, not a container, or no H.264/HEVC stream."""
+
+
+class VideoFileNotFoundError(VideoFileError, FileNotFoundError):
+    """The video file does not exist."""

@@ -1,0 +1,111 @@
+"""File packet source: container and raw files -> Annex-B access units that decode like live bytes; bad files."""
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from ov2_ros.codec.decoder import StreamDecoder
+from ov2_ros.codec.errors import UnsupportedFormatError, VideoFileError, VideoFileNotFoundError
+from ov2_ros.codec.nal import H264_IDR, H264_PPS, H264_SPS, nal_type_h264, validate_access_unit
+from ov2_ros.codec.source import VideoInfo, iter_access_units, probe
+from ov2_ros.codec.synth import event_frames
+from ov2_ros.errors import Ov2Error
+
+FRAMES = 40
+
+
+def write_video(path, codec="libx264", bframes=0, frames=FRAMES, gop=15):
+    """Encode the event clip's first frames into a container with PyAV's muxer (length-prefixed NALs + avcC)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.codec_context.max_b_frames = bframes
+        for i, (rgb, _) in zip(range(frames), event_frames(160, 120)):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def decode_file(path):
+    with StreamDecoder() as dec:
+        frames = []
+        for au, pts in iter_access_units(path):
+            frames += dec.decode(au, stamp=pts)
+        return frames + dec.flush()
+
+
+@pytest.mark.parametrize("name,bframes", [("clip.mp4", 0), ("clip.mkv", 2), ("clip.mov", 0)])
+def test_container_gives_annexb_access_units_that_decode_every_frame(tmp_path, name, bframes):
+    path = write_video(tmp_path / name, bframes=bframes)
+    assert probe(path) == VideoInfo(frames=FRAMES, fps=30.0, width=160, height=120, codec="h264")
+    aus = list(iter_access_units(path))
+    assert len(aus) == FRAMES
+    for au, _ in aus:
+        assert au.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01"))
+        kinds = [nal_type_h264(n) for n in validate_access_unit(au)]
+        if H264_IDR in kinds:       # avcC parameter sets were put in front of every keyframe
+            assert H264_SPS in kinds and H264_PPS in kinds
+    assert sum(H264_IDR in map(nal_type_h264, validate_access_unit(au)) for au, _ in aus) == 3   # gop 15
+    assert sorted(pts for _, pts in aus) == pytest.approx(np.arange(FRAMES) / 30, abs=1e-3)   # mkv: ms ticks
+    frames = decode_file(path)
+    assert len(frames) == FRAMES
+    # container pts follow each picture through B-frame reordering: output times are the display times
+    assert [f.time_s for f in frames] == pytest.approx(np.arange(FRAMES) / 30, abs=1e-3)
+
+
+def test_raw_annexb_file_splits_into_the_original_access_units(tmp_path, small_clip):
+    path = tmp_path / "clip.h264"
+    path.write_bytes(b"".join(small_clip.aus))
+    info = probe(path)
+    assert (info.frames, info.width, info.height, info.codec) == (small_clip.num_frames, 160, 120, "h264")
+    aus = list(iter_access_units(path))
+    assert [au for au, _ in aus] == list(small_clip.aus)
+    assert [pts for _, pts in aus] == pytest.approx(np.arange(len(aus)) / info.fps)   # raw: decode index / fps
+    assert len(decode_file(path)) == small_clip.num_frames
+
+
+def test_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "nope.mp4"
+    for call in (probe, lambda p: next(iter_access_units(p))):
+        with pytest.raises(VideoFileNotFoundError, match="nope.mp4") as info:
+            call(path)
+        assert isinstance(info.value, (Ov2Error, FileNotFoundError))
+
+
+def write_audio_only(path):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize("name,make,message", [
+    ("random.mp4", lambda p: p.write_bytes(np.random.default_rng(0).bytes(4000)), "not a readable video file"),
+    ("notes.mkv", lambda p: p.write_text("not a video\n" * 20), "not a readable video file"),
+    ("empty.mp4", lambda p: p.write_bytes(b""), "not a readable video file"),
+    ("sound.wav", write_audio_only, "no video stream"),
+    ("empty.h264", lambda p: p.write_bytes(b""), "no frames|no Annex-B start code"),
+])
+def test_garbage_files_raise_a_clear_error(tmp_path, name, make, message):
+    path = tmp_path / name
+    make(path)
+    for call in (probe, lambda p: list(iter_access_units(p))):
+        with pytest.raises(VideoFileError, match=message) as info:
+            call(path)
+        assert name in str(info.value) and isinstance(info.value, ValueError)
+
+
+def test_directory_is_not_a_video(tmp_path):
+    with pytest.raises(VideoFileError, match="not a regular file"):
+        probe(tmp_path)
+
+
+def test_non_h264_video_is_unsupported_for_replay(tmp_path):
+    path = write_video(tmp_path / "clip_mpeg4.mp4", codec="mpeg4", frames=5)
+    assert probe(path).codec == "mpeg4"
+    with pytest.raises(UnsupportedFormatError, match="mpeg4"):
+        next(iter_access_units(path))
