@@ -1,0 +1,79 @@
+"""Per-window cache of vision-tower outputs.
+
+The vision tower attends only within windows of ``frame_windows_size`` canvases (one codec group by default) and
+the merger works token by token, so a window's merged tokens depend on that window's pixels and patch positions
+alone. When the model's window slides by one group, every group but the newest is already encoded: the cache maps
+(first group index, hash of the window's pixels and positions) -> its (tokens, D) output and skips the ViT for it.
+Positions carry absolute frame indices, so a group keeps its key for as long as it stays in the window.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ov2_ros.codec.types import Canvas, CodecWindow
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    hits: int
+    misses: int
+    entries: int
+
+
+def window_key(canvases: tuple[Canvas, ...]) -> tuple[int, str]:
+    h = hashlib.blake2b(digest_size=16)
+    for c in canvases:
+        h.update(np.ascontiguousarray(c.pixels).data)
+        h.update(np.ascontiguousarray(c.positions, dtype=np.int32).data)
+    return canvases[0].group, h.hexdigest()
+
+
+class VisionCache:
+    """LRU of per-window vision outputs; ``capacity`` windows (a 32-canvas model window holds 8)."""
+
+    def __init__(self, capacity: int = 16):
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def stats(self) -> CacheStats:
+        return CacheStats(self.hits, self.misses, len(self._entries))
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def encode(self, model, window: CodecWindow, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Merged vision tokens (P / m^2, D) of ``window``; ``pixel_values`` (P, 3p^2) are its normalised patches
+        (``processor.vision_inputs``), already on the model's device."""
+        canvases = window.canvases
+        size = model.config.vision_config.frame_windows_size
+        h, w = canvases[0].pixels.shape[:2]
+        per_canvas = (h // window.patch_size) * (w // window.patch_size)
+        device = pixel_values.device
+        outs = []
+        for start in range(0, len(canvases), size):
+            chunk = canvases[start:start + size]
+            key = window_key(chunk)
+            cached = self._entries.get(key)
+            if cached is not None:
+                self.hits += 1
+                self._entries.move_to_end(key)
+                outs.append(cached)
+                continue
+            self.misses += 1
+            rows = slice(start * per_canvas, (start + len(chunk)) * per_canvas)
+            positions = torch.from_numpy(np.concatenate([c.positions for c in chunk]).astype(np.int64)).to(device)
+            grid = torch.tensor([[len(chunk), h // window.patch_size, w // window.patch_size]], device=device)
+            out = model.model.get_video_features(pixel_values[rows], grid, positions)
+            self._entries[key] = out
+            if len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+            outs.append(out)
+        return torch.cat(outs, dim=0)
