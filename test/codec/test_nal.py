@@ -1,18 +1,59 @@
-"""Annex-B splitting, AU reassembly, SPS parsing, entry gating and validation on real libx264 bytes."""
+"""Annex-B splitting, AU reassembly, SPS parsing, entry gating and validation on real libx264/libx265 bytes."""
 from __future__ import annotations
 
+from fractions import Fraction
+
+import av
+import numpy as np
 import pytest
 
-from ov2_ros.codec.nal import AnnexBParser, nal_type_h264, split_nal_units
+from ov2_ros.codec.errors import BitstreamError, UnsupportedFormatError
+from ov2_ros.codec.nal import (
+    H264_IDR, H264_PPS, H264_SPS, AnnexBParser, BitReader, EntryGate, first_mb_in_slice, nal_type_h264,
+    nal_type_hevc, parse_sps_resolution, remove_emulation_prevention, split_nal_units, validate_access_unit,
+)
+from ov2_ros.codec.synth import event_frames
+from ov2_ros.errors import Ov2Error
 
 
-def feed_in_chunks(stream: bytes, size: int) -> list[bytes]:
-    parser = AnnexBParser()
+def feed_in_chunks(stream: bytes, size: int, codec="h264") -> list[bytes]:
+    parser = AnnexBParser(codec)
     aus = []
     for i in range(0, len(stream), size):
         aus += parser.feed(stream[i:i + size])
     return aus + parser.flush()
 
+
+def encode(width, height, frames=1, pix_fmt="yuv420p", codec="libx264", params=""):
+    """A few frames with hand-picked encoder settings (profiles the project's H264Encoder never makes)."""
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, pix_fmt, Fraction(1, 30)
+    key = "x264-params" if codec == "libx264" else "x265-params"
+    ctx.options = {"preset": "ultrafast", key: "repeat-headers=1" + (":" + params if params else "")}
+    out = []
+    for i, (rgb, _) in zip(range(frames), event_frames(width, height)):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+        frame.pts = i
+        out += [bytes(p) for p in ctx.encode(frame)]
+    return out + [bytes(p) for p in ctx.encode(None)]
+
+
+def strip_parameter_sets(au: bytes) -> bytes:
+    return b"".join(b"\x00\x00\x00\x01" + n for n in split_nal_units(au) if nal_type_h264(n) not in (7, 8))
+
+
+def parameter_sets_only(au: bytes) -> bytes:
+    return b"".join(b"\x00\x00\x00\x01" + n for n in split_nal_units(au) if nal_type_h264(n) in (7, 8))
+
+
+@pytest.fixture(scope="module")
+def hevc_aus() -> list[bytes]:
+    """30 frames of 160x120 HEVC, IRAP every 10 frames with VPS/SPS/PPS in band."""
+    return encode(160, 120, frames=30, codec="libx265",
+                  params="keyint=10:min-keyint=10:scenecut=0:bframes=0:log-level=error")
+
+
+# --- splitting and reassembly ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bframes", [0, 2])
 @pytest.mark.parametrize("chunk", [1, 7, 188, 4096, None])
@@ -22,7 +63,178 @@ def test_chunked_stream_reassembles_into_the_original_access_units(clip_factory,
     assert feed_in_chunks(stream, chunk or len(stream)) == list(clip.aus)
 
 
-def test_nal_types_of_an_idr_and_a_p_access_unit(small_clip):
+@pytest.mark.parametrize("chunk", [1, 7, 188, None])
+def test_chunked_hevc_stream_reassembles(hevc_aus, chunk):
+    stream = b"".join(hevc_aus)
+    assert feed_in_chunks(stream, chunk or len(stream), codec="hevc") == hevc_aus
+
+
+def test_parser_drops_and_counts_bytes_before_the_first_start_code(small_clip):
+    parser = AnnexBParser()
+    aus = parser.feed(b"\x17junk" + b"".join(small_clip.aus[:3])) + parser.flush()
+    assert aus == list(small_clip.aus[:3]) and parser.skipped_bytes == 5
+
+
+def test_three_and_four_byte_start_codes_split_alike():
+    nals = [b"\x67\x42\x00\x1e", b"\x68\xce", b"\x65\x88\x84"]
+    assert split_nal_units(b"\x00\x00\x01".join([b""] + nals)) == nals
+    assert split_nal_units(b"\x00\x00\x00\x01" + nals[0] + b"\x00\x00\x01" + nals[1] + b"\x00\x00\x00\x01" + nals[2]) \
+        == nals
+
+
+def test_nal_types_of_h264_and_hevc_access_units(small_clip, hevc_aus):
     idr = [nal_type_h264(n) for n in split_nal_units(small_clip.aus[0])]
-    assert idr[:2] == [7, 8] and 5 in idr and set(idr) <= {5, 6, 7, 8}
+    assert idr[:2] == [H264_SPS, H264_PPS] and H264_IDR in idr and set(idr) <= {5, 6, 7, 8}
     assert {nal_type_h264(n) for n in split_nal_units(small_clip.aus[1])} == {1}
+    irap = [nal_type_hevc(n) for n in split_nal_units(hevc_aus[0])]
+    assert irap[:3] == [32, 33, 34] and irap[-1] in range(16, 24)
+    assert all(nal_type_hevc(n) < 16 for n in split_nal_units(hevc_aus[1]))
+
+
+def test_first_mb_in_slice_marks_the_first_slice_of_each_picture(small_clip):
+    # the zerolatency encoder cuts every picture into several slices; only the first starts at macroblock 0
+    for au in small_clip.aus[:5]:
+        slices = [n for n in split_nal_units(au) if nal_type_h264(n) in (1, 5)]
+        firsts = [first_mb_in_slice(n) for n in slices]
+        assert len(slices) > 1 and firsts[0] == 0 and all(0 < m for m in firsts[1:])
+        assert firsts == sorted(firsts)
+
+
+def test_emulation_prevention_and_exp_golomb():
+    assert remove_emulation_prevention(b"\x00\x00\x03\x01\x00\x00\x03\x00\x00\x03") == b"\x00\x00\x01\x00\x00\x00\x00"
+    r = BitReader(bytes([0b10100110, 0b01000100, 0b11000000]))   # ue: 0, 1, 2, 3; se: +1, -1
+    assert [r.ue(), r.ue(), r.ue(), r.ue(), r.se(), r.se()] == [0, 1, 2, 3, 1, -1]
+    with pytest.raises(BitstreamError, match="ends after"):
+        r.u(9)
+
+
+# --- SPS resolution ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("width,height,pix_fmt,params", [
+    (160, 120, "yuv420p", ""),
+    (1920, 1080, "yuv420p", ""),                 # 1088 coded rows, 8 cropped
+    (1280, 720, "yuv420p", ""),
+    (1920, 1080, "yuv420p", "interlaced=1"),     # field coding: crop unit is 4 rows
+    (322, 242, "yuv422p", ""),                   # High 4:2:2, cropping in 2-pixel units
+    (1918, 1078, "yuv444p", ""),                 # High 4:4:4, odd sizes, 1-pixel crop units
+    (250, 130, "gray", ""),                      # 4:0:0 monochrome
+])
+def test_sps_resolution_matches_the_encoded_size(width, height, pix_fmt, params):
+    au = encode(width, height, pix_fmt=pix_fmt, params=params)[0]
+    sps = next(n for n in split_nal_units(au) if nal_type_h264(n) == H264_SPS)
+    assert parse_sps_resolution(sps) == (width, height)
+
+
+class BitWriter:
+    """The inverse of BitReader, to assemble SPS fields x264 never writes (SPS scaling lists, POC type 1)."""
+
+    def __init__(self):
+        self.bits = []
+
+    def u(self, n, v):
+        self.bits += [(v >> (n - 1 - i)) & 1 for i in range(n)]
+
+    def ue(self, v):
+        self.u(2 * (v + 1).bit_length() - 1, v + 1)
+
+    def se(self, v):
+        self.ue(2 * v - 1 if v > 0 else -2 * v)
+
+    def nal(self, header: int) -> bytes:
+        bits = self.bits + [1] + [0] * (-(len(self.bits) + 1) % 8)      # rbsp_trailing_bits
+        rbsp = bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
+        out, zeros = bytearray([header]), 0
+        for b in rbsp:                                                   # emulation prevention
+            if zeros >= 2 and b <= 3:
+                out.append(3)
+                zeros = 0
+            out.append(b)
+            zeros = zeros + 1 if b == 0 else 0
+        return bytes(out)
+
+
+def test_sps_with_scaling_lists_and_poc_type_1_is_parsed():
+    w = BitWriter()
+    w.u(8, 100), w.u(8, 0), w.u(8, 40), w.ue(0)                  # High profile, level 4.0, sps id 0
+    w.ue(1), w.ue(0), w.ue(0), w.u(1, 0)                           # 4:2:0, 8-bit, no bypass
+    w.u(1, 1)                                                       # seq_scaling_matrix_present_flag
+    for i in range(8):
+        w.u(1, i % 3 != 2)                                          # some lists present, some not
+        if i % 3 != 2:
+            for j in range(16 if i < 6 else 64):
+                w.se((-1) ** j * (j % 5))                           # non-flat deltas: every entry is read
+    w.ue(0), w.ue(1), w.u(1, 0), w.se(-2), w.se(3), w.ue(2), w.se(1), w.se(-1)   # POC type 1 with a 2-entry cycle
+    w.ue(4), w.u(1, 0), w.ue(119), w.ue(67), w.u(1, 1), w.u(1, 1)  # 120x68 MBs, frame_mbs_only, direct_8x8
+    w.u(1, 1), w.ue(0), w.ue(0), w.ue(0), w.ue(4)                   # crop 8 rows at the bottom
+    w.u(1, 0)                                                       # no VUI
+    assert parse_sps_resolution(w.nal(0x67)) == (1920, 1080)
+
+
+def test_sps_parse_rejects_other_nals_and_truncation(small_clip):
+    pps = split_nal_units(small_clip.aus[0])[1]
+    with pytest.raises(BitstreamError, match="expected an H.264 SPS"):
+        parse_sps_resolution(pps)
+    sps = split_nal_units(small_clip.aus[0])[0]
+    with pytest.raises(BitstreamError, match="SPS ends after"):
+        parse_sps_resolution(sps[:6])
+
+
+# --- entry gating --------------------------------------------------------------------------------------------------
+
+def test_gate_skips_until_idr_with_parameter_sets(clip_factory):
+    clip = clip_factory(160, 120, gop=60)
+    gate = EntryGate()
+    admitted = [i for i, au in enumerate(clip.aus[10:], 10) if gate.admit(split_nal_units(au), au) is not None]
+    assert admitted == list(range(60, clip.num_frames)) and gate.skipped == 50 and gate.open
+
+
+def test_gate_prepends_cached_parameter_sets_to_a_bare_idr(clip_factory):
+    clip = clip_factory(160, 120, gop=60)
+    bare_idr = strip_parameter_sets(clip.aus[60])
+    gate = EntryGate()
+    assert gate.admit(split_nal_units(bare_idr), bare_idr) is None        # nothing cached yet: cannot start
+    headers = parameter_sets_only(clip.aus[0])
+    assert gate.admit(split_nal_units(headers), headers) is None          # cached, but no picture to start on
+    out = gate.admit(split_nal_units(bare_idr), bare_idr)
+    assert out == headers + bare_idr and gate.skipped == 2
+    assert gate.sps_resolution == (160, 120)
+
+
+def test_hevc_gate_opens_at_an_irap(hevc_aus):
+    gate = EntryGate("hevc")
+    admitted = [i for i, au in enumerate(hevc_aus[3:], 3) if gate.admit(split_nal_units(au), au) is not None]
+    assert admitted[0] == 10 and admitted == list(range(10, len(hevc_aus)))
+
+
+# --- validation ----------------------------------------------------------------------------------------------------
+
+def test_valid_access_units_pass_and_return_their_nals(small_clip, hevc_aus):
+    assert validate_access_unit(small_clip.aus[0]) == tuple(split_nal_units(small_clip.aus[0]))
+    assert len(validate_access_unit(hevc_aus[0], "hevc")) == 5
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"", "empty access unit"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64), "looks like JPEG, expected Annex-B H.264"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(32), "looks like PNG"),
+    (b"\x00\x00\x00\x18ftypisom" + bytes(16), "looks like an MP4"),
+    (np.random.default_rng(1).bytes(256), "no Annex-B start code"),
+    (bytes(16), "no Annex-B start code"),
+    (b"\x00\x00\x00\x01\xe5\x88\x84", "forbidden_zero_bit"),
+    (b"\x00\x00\x00\x01\x05\x88", "invalid H.264 NAL header"),         # IDR with nal_ref_idc 0
+    (b"\x00\x00\x00\x01\x7c\x88", "invalid H.264 NAL header"),         # type 28 (FU-A, RTP only)
+    (b"\x00\x00\x01\x00\x00\x01\x65\x88", "empty or truncated NAL"),
+])
+def test_bad_access_units_raise_clear_errors(data, message):
+    with pytest.raises(BitstreamError, match=message) as info:
+        validate_access_unit(data)
+    assert isinstance(info.value, (Ov2Error, ValueError))
+
+
+def test_hevc_header_checks_and_unknown_codecs():
+    with pytest.raises(BitstreamError, match="temporal_id_plus1"):
+        validate_access_unit(b"\x00\x00\x01\x26\x00\xaf", "hevc")
+    with pytest.raises(BitstreamError, match="must be bytes"):
+        validate_access_unit("00 00 01 65")
+    with pytest.raises(UnsupportedFormatError, match="vp9"):
+        AnnexBParser("vp9")
