@@ -1,0 +1,439 @@
+"""The one packet -> tokens -> model -> results path, shared by the ROS node and offline replay. Pure: no rclpy.
+
+Threading model (what the node relies on):
+- ``push`` runs on the caller's thread (the executor): every access unit is decoded and tokenized in order, none is
+  dropped before decode. When a group closes, the newest complete window is snapshotted.
+- ``next_job`` / ``infer`` run on a worker (``InferenceWorker``): a job is the *newest* window plus the active
+  query. Windows that closed while the worker was busy are never run; they are counted in ``windows_dropped``.
+- Model and segmenter failures are caught in ``infer``, counted, and returned in ``PerceptionResult.error``.
+
+Missing pieces (a model runtime or SAM2 that is not installed/built) are not faked: ``status()`` names them and
+``infer`` returns no answer with the reason.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from ov2_ros.codec.errors import CodecError, ResolutionChangedError
+from ov2_ros.codec.tokenizer import CodecTokenizer
+from ov2_ros.codec.types import CodecWindow, DecodedFrame, FrameGroup, TokenizerConfig
+from ov2_ros.errors import ConfigError, Ov2Error
+from ov2_ros.model.answer import TASKS, Answer, Query
+
+Rerun = Literal["group", "period"]
+_STAMP_RING = 4096   # (frame index, source stamp) pairs kept: covers a 64-group window of 64-frame groups
+
+
+class PipelineError(Ov2Error, RuntimeError):
+    """A pipeline stage is unavailable or failed (the message names which and why)."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the pipeline needs; the node's ROS parameters map one-to-one onto these fields."""
+
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    codec: str = "h264"                  # h264 | hevc: what the camera sends
+    model: str = "tiny-random"           # "tiny-random", an HF id or a local checkpoint directory
+    device: str = "cpu"
+    backend: str = "torch"               # torch | onnxruntime | tensorrt
+    max_new_tokens: int = 128
+    segment: bool = True                 # SAM2 masks from track/point answers
+    segment_model: str = "tiny-random"
+    default_task: str = "ask"            # task for queries without a prefix
+    rerun: Rerun = "group"               # re-run the active query on each new group, or every rerun_period_s
+    rerun_period_s: float = 2.0
+    frame_ring: int = 64                 # decoded frames kept for SAM2 (bounds memory: ~3 MB each at 1080p)
+
+    def __post_init__(self) -> None:
+        if self.default_task not in TASKS:
+            raise ConfigError(f"default_task must be one of {TASKS}, got {self.default_task!r}")
+        if self.rerun not in ("group", "period"):
+            raise ConfigError(f"rerun must be 'group' or 'period', got {self.rerun!r}")
+        if self.rerun_period_s <= 0 or self.frame_ring < 1 or self.max_new_tokens < 1:
+            raise ConfigError("need rerun_period_s > 0, frame_ring >= 1 and max_new_tokens >= 1")
+        if self.codec not in ("h264", "hevc"):
+            raise ConfigError(f"codec must be h264 or hevc, got {self.codec!r}")
+        if self.backend not in ("torch", "onnxruntime", "tensorrt"):
+            raise ConfigError(f"backend must be torch, onnxruntime or tensorrt, got {self.backend!r}")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What one access unit produced. ``issue`` is a codec problem (the AU was skipped or the stream restarted)."""
+
+    groups: tuple[FrameGroup, ...] = ()
+    frames: int = 0                      # frames decoded from this AU (0 while the decoder is warming up)
+    issue: CodecError | None = None
+    push_s: float = 0.0                  # decode + tokenize time for this AU
+
+
+@dataclass(frozen=True)
+class InferenceJob:
+    window: CodecWindow
+    query: Query
+    query_text: str
+    seq: int                             # increases with every job handed out
+    query_version: int = 0               # changes when a new query is set
+
+
+@dataclass(frozen=True)
+class PerceptionResult:
+    """One inference: the answer (None when the model failed or is missing), SAM2 masks per source frame index
+    (``{frame: {obj_id: ObjectMask}}``), the window it ran on, and the error if any."""
+
+    job: InferenceJob
+    answer: Answer | None
+    masks: Mapping[int, Mapping[int, Any]] = field(default_factory=dict)
+    stamps: Mapping[int, Any] = field(default_factory=dict)   # source stamp of every frame the window covers
+    error: str | None = None
+    model_s: float = 0.0
+    segment_s: float = 0.0
+
+    @property
+    def window_frames(self) -> tuple[int, int]:
+        return self.job.window.start_frame, self.job.window.end_frame
+
+
+@dataclass
+class PipelineStats:
+    aus: int = 0
+    frames: int = 0
+    groups: int = 0
+    codec_issues: int = 0
+    windows_run: int = 0
+    windows_dropped: int = 0
+    model_errors: int = 0
+    segment_errors: int = 0
+    push_s_total: float = 0.0
+    decode_s_total: float = 0.0
+    last_model_s: float = 0.0
+    last_issue: str = ""
+
+
+def parse_query_text(text: str, default_task: str) -> Query:
+    """``task: words`` -> Query, via the model package's parser when it exists; the shared prefix table otherwise."""
+    try:
+        from ov2_ros.model import parse_query
+    except ImportError:
+        from ov2_ros.model.answer import QUERY_PREFIXES
+
+        head, sep, rest = text.partition(":")
+        task = QUERY_PREFIXES.get(head.strip().lower()) if sep else None
+        return Query(task=task or default_task, text=(rest if task else text).strip())
+    return parse_query(text, default_task)
+
+
+class PerceptionPipeline:
+    def __init__(self, config: PipelineConfig = PipelineConfig(), runtime: Any = None, tracker_factory:
+                 Callable[[], Any] | None = None) -> None:
+        """``runtime``/``tracker_factory`` override what ``load()`` would build (a checkpoint already loaded, or a
+        test double of a failure mode). ``tracker_factory()`` returns a fresh SAM2 ``MaskTracker``."""
+        self.config = config
+        self.stats = PipelineStats()
+        self._lock = threading.Lock()
+        self._tokenizer = self._make_tokenizer(config)
+        self._runtime = runtime
+        self._tracker_factory = tracker_factory
+        self._missing: dict[str, str] = {}
+        self._frames: deque[DecodedFrame] = deque(maxlen=config.frame_ring)
+        self._stamps: deque[tuple[int, Any]] = deque(maxlen=_STAMP_RING)
+        self._window: CodecWindow | None = None
+        self._window_version = 0          # bumps on every closed group
+        self._job_version = 0             # window version of the last job handed out
+        self._last_job_t = float("-inf")
+        self._query: Query | None = None
+        self._query_text = ""
+        self._query_version = 0
+        self._job_query_version = 0
+        self._seq = 0
+        self._tracker: Any = None          # the streaming SAM2 MaskTracker, built on first use
+        self._tracker_last = -1            # newest frame index the tracker has been given
+        self._tracker_query = -1
+        self._tracker_reset = False        # set by push on a resolution change, honoured by the worker
+        self._size: tuple[int, int] | None = None
+        self._resolution_changed = False
+
+    # ------------------------------------------------------------- set-up
+    @staticmethod
+    def _make_tokenizer(config: PipelineConfig) -> CodecTokenizer:
+        return CodecTokenizer(config.tokenizer, codec=config.codec)
+
+    def load(self) -> dict[str, str]:
+        """Load the model runtime and the SAM2 factory. Returns {stage: why it is missing} for what could not load;
+        the pipeline still tokenizes without them. Raises only for a bad checkpoint that exists (PipelineError)."""
+        if self._runtime is None:
+            try:
+                from ov2_ros.model import load_runtime
+            except ImportError as exc:
+                self._missing["model"] = f"model runtime not available (ov2_ros.model.load_runtime: {exc})"
+            else:
+                self._runtime = load_runtime(model=self.config.model, device=self.config.device,
+                                             backend=self.config.backend, max_new_tokens=self.config.max_new_tokens)
+        if self.config.segment and self._tracker_factory is None:
+            try:
+                from ov2_ros.segment import MaskTracker
+            except ImportError as exc:
+                self._missing["segment"] = f"SAM2 mask tracker not available (ov2_ros.segment.MaskTracker: {exc})"
+            else:
+                seg_model, device = self.config.segment_model, self.config.device
+                self._tracker_factory = lambda: MaskTracker(model=seg_model, device=device)
+        return dict(self._missing)
+
+    def close(self) -> None:
+        """Free the model (GPU memory) and the frame ring; the tokenizer state is kept for a later ``load``."""
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None and hasattr(runtime, "close"):
+            runtime.close()
+        self._drop_tracker()
+        self._tracker_factory = None
+        self._frames.clear()
+
+    @property
+    def missing(self) -> dict[str, str]:
+        return dict(self._missing)
+
+    # ------------------------------------------------------------- packets
+    def push(self, au: bytes, stamp: Any = None) -> PushResult:
+        """Decode and tokenize one Annex-B access unit. Codec problems come back in ``issue``, never raised."""
+        t_in = time.perf_counter()
+        issue: CodecError | None = None
+        with self._lock:
+            self.stats.aus += 1
+            t0 = time.perf_counter()
+            try:
+                decoded = self._tokenizer.decoder.decode(au, stamp)
+            except CodecError as exc:   # the decoder skipped this AU and kept its state
+                issue, decoded = exc, []
+            t1 = time.perf_counter()
+            groups = self._tokenize(decoded)
+            self.stats.decode_s_total += t1 - t0
+            frames = len(decoded)
+            if self._resolution_changed and issue is None:
+                issue = ResolutionChangedError(f"stream is now {self._size[0]}x{self._size[1]} from AU "
+                                               f"#{self.stats.aus - 1}; tokenization restarted")
+            self._resolution_changed = False
+            if groups:
+                self._on_groups(groups)
+            if issue is not None:
+                self.stats.codec_issues += 1
+                self.stats.last_issue = f"{type(issue).__name__}: {issue}"
+            dt = time.perf_counter() - t_in   # includes waiting for the lock: what the caller paid
+            self.stats.push_s_total += dt
+        return PushResult(tuple(groups), frames, issue, dt)
+
+    def flush(self) -> tuple[FrameGroup, ...]:
+        """End of stream: drain the decoder and close the open group (offline replay)."""
+        with self._lock:
+            groups = self._tokenize(self._tokenizer.decoder.flush())
+            groups += self._tokenizer.flush()
+            if groups:
+                self._on_groups(groups)
+        return tuple(groups)
+
+    def _on_new_resolution(self) -> None:
+        """Old frames no longer match: empty the ring; the worker rebuilds SAM2 before its next use."""
+        self._frames.clear()
+        self._tracker_reset = True
+
+    def _tokenize(self, frames: list[DecodedFrame]) -> list[FrameGroup]:
+        """Feed decoded frames to the tokenizer, keeping stamps (and frames, for SAM2) in bounded rings."""
+        groups: list[FrameGroup] = []
+        for f in frames:
+            if self._size is not None and (f.width, f.height) != self._size:
+                self._resolution_changed = True   # the tokenizer closes its group and empties its window itself
+                self._on_new_resolution()
+            self._size = (f.width, f.height)
+            self._stamps.append((f.index, f.stamp))
+            if self._tracker_factory is not None:
+                self._frames.append(f)
+            groups += self._tokenizer.push_frame(f)
+        self.stats.frames += len(frames)
+        return groups
+
+    def _on_groups(self, groups: list[FrameGroup]) -> None:
+        self.stats.groups += len(groups)
+        window = self._tokenizer.window()
+        if window is not None:
+            self._window = window
+            self._window_version += len(groups)
+
+    @property
+    def window(self) -> CodecWindow | None:
+        return self._window
+
+    # ------------------------------------------------------------- queries and jobs
+    def set_query(self, text: str) -> Query:
+        query = parse_query_text(text, self.config.default_task)
+        with self._lock:
+            self._query, self._query_text = query, text
+            self._query_version += 1
+        return query
+
+    @property
+    def query(self) -> Query | None:
+        return self._query
+
+    def next_job(self, now: float | None = None) -> InferenceJob | None:
+        """The newest complete window with the active query, when it is due; None otherwise.
+
+        Due means: a new query arrived, or (rerun=group) a group closed since the last job, or (rerun=period) the
+        period elapsed and a new group closed. Groups that closed in between are dropped and counted."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._window is None or self._query is None:
+                return None
+            new_query = self._query_version != self._job_query_version
+            new_groups = self._window_version - self._job_version
+            if not new_query:
+                if new_groups == 0:
+                    return None
+                if self.config.rerun == "period" and now - self._last_job_t < self.config.rerun_period_s:
+                    return None
+            if self._job_version and new_groups > 1:
+                self.stats.windows_dropped += new_groups - 1
+            self._job_version, self._job_query_version = self._window_version, self._query_version
+            self._last_job_t = now
+            self._seq += 1
+            return InferenceJob(self._window, self._query, self._query_text, self._seq, self._query_version)
+
+    # ------------------------------------------------------------- inference
+    def infer(self, job: InferenceJob) -> PerceptionResult:
+        """Run the model (and SAM2 for track/point answers) on one job. Never raises for model/segment failures."""
+        window = job.window
+        with self._lock:
+            stamps = {i: s for i, s in self._stamps if window.start_frame <= i < window.end_frame}
+        stamps.update(window.frame_stamps)
+        if self._runtime is None:
+            reason = self._missing.get("model", "model not loaded (call load())")
+            self.stats.model_errors += 1
+            return PerceptionResult(job, None, stamps=stamps, error=reason)
+        t0 = time.perf_counter()
+        try:
+            answer = self._runtime.answer(job.window, job.query)
+        except Exception as exc:  # noqa: BLE001 - any model failure is reported, the stream goes on
+            self.stats.model_errors += 1
+            self.stats.last_issue = f"model: {type(exc).__name__}: {exc}"
+            return PerceptionResult(job, None, stamps=stamps, error=f"model failed on frames {window.start_frame}-"
+                                    f"{window.end_frame}: {type(exc).__name__}: {exc}")
+        model_s = time.perf_counter() - t0
+        if not answer.latency_s:
+            answer = replace(answer, latency_s=model_s)
+        self.stats.windows_run += 1
+        self.stats.last_model_s = model_s
+        masks, seg_error, segment_s = self._segment(answer, job.query_version)
+        return PerceptionResult(job, answer, masks, stamps, seg_error, model_s, segment_s)
+
+    def _segment(self, answer: Answer, query_seq: int) -> tuple[dict[int, dict[int, Any]], str | None, float]:
+        """Prompt the streaming SAM2 tracker with the answer's points and push it the ring frames it has not seen.
+
+        One tracker lives across jobs (weights load once; SAM2 memory carries over). Prompts for frames it already
+        passed apply on the next frame it is given, so a late VLM answer still re-prompts. A new query starts its
+        objects afresh."""
+        prompts: dict[int, dict[int, list[tuple[float, float]]]] = {}
+        for t in answer.tracks:
+            prompts.setdefault(t.frame, {}).setdefault(t.obj_id, []).append((t.x, t.y))
+        for p in answer.points:
+            prompts.setdefault(p.frame, {}).setdefault(0, []).append((p.x, p.y))
+        if not prompts or not self.config.segment:
+            return {}, None, 0.0
+        if self._tracker_factory is None:
+            return {}, self._missing.get("segment", "SAM2 not loaded"), 0.0
+        t0 = time.perf_counter()
+        masks: dict[int, dict[int, Any]] = {}
+        try:
+            import numpy as np
+
+            tracker = self._tracker_for(query_seq)
+            start = min(prompts) if self._tracker_last < 0 else self._tracker_last + 1
+            with self._lock:
+                frames = [f for f in self._frames if f.index >= start]
+            if not frames:
+                return {}, (f"SAM2: frames from {start} are no longer in the {self.config.frame_ring}-frame ring "
+                            "(raise frame_ring)"), 0.0
+            for frame, objs in sorted(prompts.items()):
+                for obj_id, pts in objs.items():
+                    tracker.add_points(frame, obj_id, np.asarray(pts, np.float32), np.ones(len(pts), np.int32))
+            for f in frames:
+                masks[f.index] = tracker.push(f.index, f.rgb())
+                self._tracker_last = f.index
+        except Exception as exc:  # noqa: BLE001 - reported, the answer still goes out
+            self.stats.segment_errors += 1
+            self.stats.last_issue = f"segment: {type(exc).__name__}: {exc}"
+            self._drop_tracker()   # its state may be half-updated: start clean next time
+            return masks, f"SAM2 failed: {type(exc).__name__}: {exc}", time.perf_counter() - t0
+        return masks, None, time.perf_counter() - t0
+
+    def _tracker_for(self, query_seq: int) -> Any:
+        if self._tracker_reset:
+            self._tracker_reset = False
+            self._drop_tracker()
+        if self._tracker is not None and self._tracker_query != query_seq:
+            for obj_id in self._tracker.object_ids:
+                self._tracker.remove_object(obj_id)
+        if self._tracker is None:
+            self._tracker = self._tracker_factory()
+            self._tracker_last = -1
+        self._tracker_query = query_seq
+        return self._tracker
+
+    def _drop_tracker(self) -> None:
+        tracker, self._tracker, self._tracker_last = self._tracker, None, -1
+        if tracker is not None and hasattr(tracker, "close"):
+            tracker.close()
+
+    def status(self) -> dict[str, Any]:
+        s = self.stats
+        return {"aus": s.aus, "frames": s.frames, "groups": s.groups, "codec_issues": s.codec_issues,
+                "windows_run": s.windows_run, "windows_dropped": s.windows_dropped, "model_errors": s.model_errors,
+                "segment_errors": s.segment_errors, "push_ms_mean": 1e3 * s.push_s_total / max(1, s.aus),
+                "decode_ms_mean": 1e3 * s.decode_s_total / max(1, s.aus),
+                "tokenize_ms_mean": 1e3 * (s.push_s_total - s.decode_s_total) / max(1, s.aus),
+                "model_s": s.last_model_s, "frame_ring": len(self._frames), "last_issue": s.last_issue,
+                **{f"missing_{k}": v for k, v in self._missing.items()}}
+
+
+class InferenceWorker:
+    """A daemon thread that runs ``pipeline.next_job`` -> ``infer`` -> ``on_result``. ``poke()`` after a push
+    wakes it; it also polls every ``poll_s`` so period reruns fire. Exceptions in ``on_result`` are passed to
+    ``on_error`` and never kill the thread."""
+
+    def __init__(self, pipeline: PerceptionPipeline, on_result: Callable[[PerceptionResult], None],
+                 on_error: Callable[[BaseException], None] = lambda exc: None, poll_s: float = 0.1) -> None:
+        self._pipeline, self._on_result, self._on_error, self._poll_s = pipeline, on_result, on_error, poll_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.busy = False
+        self._thread = threading.Thread(target=self._loop, name="ov2-inference", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._poll_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                job = self._pipeline.next_job()
+                if job is None:
+                    continue
+                self.busy = True
+                result = self._pipeline.infer(job)
+                self._on_result(result)
+            except BaseException as exc:  # noqa: BLE001 - the worker must outlive a bad result/publisher
+                self._on_error(exc)
+            finally:
+                self.busy = False
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
