@@ -30,3 +30,24 @@ def small_clip() -> SyntheticClip:
 def clip_factory():
     """The cached ``event_clip`` factory, for tests that need other sizes, GOPs or B-frames."""
     return event_clip
+
+
+@pytest.fixture(scope="session")
+def hevc_aus() -> list[bytes]:
+    """30 frames of the event clip as 160x120 HEVC (libx265), IRAP every 10 frames with VPS/SPS/PPS in band."""
+    from fractions import Fraction
+
+    import av
+
+    from ov2_ros.codec.synth import event_frames
+
+    ctx = av.CodecContext.create("libx265", "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 160, 120, "yuv420p", Fraction(1, 30)
+    ctx.options = {"preset": "ultrafast",
+                   "x265-params": "keyint=10:min-keyint=10:scenecut=0:repeat-headers=1:bframes=0:log-level=error"}
+    aus = []
+    for i, (rgb, _) in zip(range(30), event_frames(160, 120)):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        aus += [bytes(p) for p in ctx.encode(frame)]
+    return aus + [bytes(p) for p in ctx.encode(None)]

@@ -63,6 +63,11 @@ def split_nal_units(data: bytes) -> list[bytes]:
     return [bytes(data[p:e]) for _, p, e in iter_nal_spans(data)]
 
 
+def join_nal_units(nals) -> bytes:
+    """NAL payloads -> Annex-B bytes, each behind a 4-byte start code (the inverse of ``split_nal_units``)."""
+    return b"".join(b"\x00\x00\x00\x01" + bytes(nal) for nal in nals)
+
+
 def nal_type_h264(nal: bytes) -> int:
     """nal_unit_type of an H.264 NAL payload (5 low bits of the first byte)."""
     return nal[0] & 0x1F
@@ -393,7 +398,7 @@ class EntryGate:
                     return au                   # the running decoder has them; FFmpeg decides
                 self.skipped += 1
                 return None
-            au = b"".join(b"\x00\x00\x00\x01" + nal for nal in cached) + au
+            au = join_nal_units(cached) + au
         self.open = True
         return au
 

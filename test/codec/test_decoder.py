@@ -1,10 +1,14 @@
 """StreamDecoder on real libx264 access units: counts, order, stamps/bits mapping, MVs, luma, gating, bad input."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from ov2_ros.codec.decoder import MV_DTYPE, StreamDecoder
+from ov2_ros.codec.errors import BitstreamError, DecodeError, UnsupportedFormatError
+from ov2_ros.codec.nal import iter_nal_spans, join_nal_units, nal_type_h264, split_nal_units
 
 
 def decode_all(aus, stamps=None, **kwargs):
@@ -49,3 +53,141 @@ def test_motion_vectors_on_p_frames_and_deterministic_across_decoders(small_clip
     assert all(len(f.mvs) == 0 for f in a if f.pict_type == "I")
     moving = a[45]                              # the red square moves fast through frames 30..59
     assert np.abs(moving.mvs["motion_x"]).max() > 0
+
+
+def test_subscriber_joining_mid_gop_starts_at_the_next_idr(clip_factory):
+    clip = clip_factory(160, 120, gop=60)
+    frames, stats = decode_all(clip.aus[10:], stamps=range(10, clip.num_frames))
+    assert frames[0].stamp == 60 and frames[0].pict_type == "I" and frames[0].key_frame and frames[0].index == 0
+    assert [f.stamp for f in frames] == list(range(60, clip.num_frames))
+    assert stats.aus_gated == 50 and stats.aus_in == clip.num_frames - 10
+
+
+def test_idr_without_in_band_headers_decodes_with_cached_ones(clip_factory):
+    clip = clip_factory(160, 120, gop=60)
+
+    def keep(au, wanted):
+        return join_nal_units(n for n in split_nal_units(au) if wanted(nal_type_h264(n)))
+
+    headers = keep(clip.aus[0], lambda t: t in (7, 8))           # sent once, e.g. by a latched topic
+    bare = [keep(au, lambda t: t not in (7, 8)) for au in clip.aus]
+    frames, stats = decode_all([bare[5], headers, *bare[6:]], stamps=[5, None, *range(6, clip.num_frames)])
+    assert [f.stamp for f in frames] == list(range(60, clip.num_frames))
+    assert stats.aus_gated == 56   # the P frame before, the header-only AU, and bare frames 6..59
+
+
+def test_resolution_change_mid_stream_restarts_the_decoder(clip_factory):
+    big, small = clip_factory(320, 240), clip_factory(160, 120)
+    aus = big.aus[:30] + small.aus[:30]
+    with StreamDecoder() as dec:
+        frames = []
+        for i, au in enumerate(aus):
+            frames += dec.decode(au, stamp=i)
+            if i == 29:
+                assert dec.resolution == (320, 240)
+        frames += dec.flush()
+        assert dec.resolution == (160, 120) and dec.stats.resolution_changes == 1
+    assert [f.stamp for f in frames] == list(range(60)) and [f.index for f in frames] == list(range(60))
+    assert {(f.width, f.height, f.luma.shape) for f in frames[:30]} == {(320, 240, (240, 320))}
+    assert {(f.width, f.height, f.luma.shape) for f in frames[30:]} == {(160, 120, (120, 160))}
+    assert frames[30].key_frame
+
+
+def flip_slice_bytes(au: bytes) -> bytes:
+    """Invert every 5th byte of the last slice's data, leaving NAL headers intact (so only FFmpeg can tell)."""
+    data = bytearray(au)
+    _, payload, end = list(iter_nal_spans(au))[-1]
+    for k in range(payload + 8, end, 5):
+        data[k] ^= 0xFF
+    return bytes(data)
+
+
+@pytest.mark.parametrize("threads", ["frame", "none"])
+@pytest.mark.parametrize("damage", [lambda au: au[: len(au) // 2], flip_slice_bytes], ids=["truncated", "bitflip"])
+@pytest.mark.parametrize("at", [0, 45])       # the first IDR, and a P frame while the square moves
+def test_damaged_slices_are_concealed_and_flagged(clip_factory, threads, damage, at):
+    clip = clip_factory(160, 120)
+    aus = list(clip.aus[:60])
+    aus[at] = damage(aus[at])
+    frames, stats = decode_all(aus, threads=threads)
+    assert [f.stamp for f in frames] == list(range(60))              # nothing lost, later AUs decode
+    assert [f.stamp for f in frames if f.corrupt] == [at] and stats.frames_corrupt == 1
+
+
+BAD_AUS = {
+    "empty": (b"", BitstreamError, "empty access unit"),
+    "jpeg": (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(200), BitstreamError, "looks like JPEG"),
+    "random": (np.random.default_rng(0).bytes(500), BitstreamError, "no Annex-B start code"),
+    "header_cut": (None, BitstreamError, "truncated NAL header"),
+    "random_slice": (b"\x00\x00\x00\x01\x41" + np.random.default_rng(3).bytes(300), DecodeError, "decoder error"),
+}
+
+
+@pytest.mark.parametrize("threads", ["frame", "none"])
+@pytest.mark.parametrize("kind", sorted(BAD_AUS))
+def test_bad_access_unit_raises_and_the_stream_goes_on(small_clip, threads, kind):
+    bad, error, message = BAD_AUS[kind]
+    aus = list(small_clip.aus[:40])
+    # header_cut: a real AU cut right after the second slice's start code
+    aus[20] = bad if bad is not None else aus[20][:aus[20].index(b"\x00\x00\x01", 4) + 3]
+    frames, errors = [], []
+    with StreamDecoder(threads=threads) as dec:
+        for i, au in enumerate(aus):
+            try:
+                frames += dec.decode(au, stamp=i)
+            except (BitstreamError, DecodeError) as exc:
+                errors.append((i, exc))
+        frames += dec.flush()
+        stats = dec.stats
+    assert len(errors) == 1 == stats.aus_bad
+    i, exc = errors[0]
+    assert isinstance(exc, error) and re.search(message, str(exc))
+    # validation rejects before FFmpeg; FFmpeg's own rejection may surface one AU late with frame threads
+    assert i == 20 if error is BitstreamError or threads == "none" else 20 <= i <= 21
+    assert [f.stamp for f in frames] == [s for s in range(40) if s != 20]
+
+
+def test_time_from_fps_hint_float_stamps_ros_times_or_default(small_clip):
+    from builtin_interfaces.msg import Time   # the ROS message type only, no rclpy
+
+    aus = small_clip.aus[:10]
+    by_fps, _ = decode_all(aus, fps=10.0)
+    assert [f.time_s for f in by_fps] == pytest.approx(np.arange(10) / 10)
+    by_float, _ = decode_all(aus, stamps=[100.0 + 0.05 * i for i in range(10)])
+    assert [f.time_s for f in by_float] == pytest.approx(np.arange(10) * 0.05)
+    by_ros, _ = decode_all(aus, stamps=[Time(sec=7, nanosec=200_000_000 * i) for i in range(5)]
+                           + [Time(sec=8, nanosec=200_000_000 * i) for i in range(5)])
+    assert [f.time_s for f in by_ros] == pytest.approx(np.arange(10) * 0.2)
+    assert isinstance(by_ros[3].stamp, Time)
+    by_default, _ = decode_all(aus, stamps=[f"msg{i}" for i in range(10)])   # opaque stamps: index / 30
+    assert [f.time_s for f in by_default] == pytest.approx(np.arange(10) / 30)
+
+
+def test_flush_keeps_the_decoder_usable_from_the_next_idr(clip_factory):
+    clip = clip_factory(160, 120, gop=30)
+    with StreamDecoder() as dec:
+        first = [f for i, au in enumerate(clip.aus[:45]) for f in dec.decode(au, stamp=i)] + dec.flush()
+        second = [f for i, au in enumerate(clip.aus[45:], 45) for f in dec.decode(au, stamp=i)] + dec.flush()
+        assert dec.stats.aus_gated == 15     # 45..59 wait for the IDR at 60 after the drain
+    assert [f.stamp for f in first] == list(range(45)) and [f.stamp for f in second] == list(range(60, 120))
+    assert second[0].index == 45
+
+
+def test_closed_decoder_and_bad_arguments_raise():
+    dec = StreamDecoder()
+    dec.close()
+    with pytest.raises(DecodeError, match="closed"):
+        dec.decode(b"\x00\x00\x01\x65")
+    with pytest.raises(DecodeError, match="threads"):
+        StreamDecoder(threads="auto")
+    with pytest.raises(DecodeError, match="fps"):
+        StreamDecoder(fps=0)
+    with pytest.raises(UnsupportedFormatError, match="vp8"):
+        StreamDecoder(codec="vp8")
+
+
+def test_hevc_stream_decodes_from_its_first_irap(hevc_aus):
+    frames, stats = decode_all(hevc_aus[3:], stamps=range(3, len(hevc_aus)), codec="hevc")
+    assert [f.stamp for f in frames] == list(range(10, len(hevc_aus))) and stats.aus_gated == 7
+    assert frames[0].key_frame and (frames[0].width, frames[0].height) == (160, 120)
+    assert all(f.mvs.dtype == MV_DTYPE for f in frames)   # FFmpeg exports MVs for H.264 only: empty but typed

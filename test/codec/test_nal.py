@@ -9,10 +9,9 @@ import pytest
 
 from ov2_ros.codec.errors import BitstreamError, UnsupportedFormatError
 from ov2_ros.codec.nal import (
-    H264_IDR, H264_PPS, H264_SPS, AnnexBParser, BitReader, EntryGate, first_mb_in_slice, nal_type_h264,
+    H264_IDR, H264_PPS, H264_SPS, AnnexBParser, BitReader, EntryGate, first_mb_in_slice, join_nal_units, nal_type_h264,
     nal_type_hevc, parse_sps_resolution, remove_emulation_prevention, split_nal_units, validate_access_unit,
 )
-from ov2_ros.codec.synth import event_frames
 from ov2_ros.errors import Ov2Error
 
 
@@ -24,33 +23,19 @@ def feed_in_chunks(stream: bytes, size: int, codec="h264") -> list[bytes]:
     return aus + parser.flush()
 
 
-def encode(width, height, frames=1, pix_fmt="yuv420p", codec="libx264", params=""):
-    """A few frames with hand-picked encoder settings (profiles the project's H264Encoder never makes)."""
-    ctx = av.CodecContext.create(codec, "w")
+def first_sps(width, height, pix_fmt="yuv420p", params=""):
+    """The SPS libx264 writes for one frame with hand-picked settings (profiles H264Encoder never makes)."""
+    ctx = av.CodecContext.create("libx264", "w")
     ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, pix_fmt, Fraction(1, 30)
-    key = "x264-params" if codec == "libx264" else "x265-params"
-    ctx.options = {"preset": "ultrafast", key: "repeat-headers=1" + (":" + params if params else "")}
-    out = []
-    for i, (rgb, _) in zip(range(frames), event_frames(width, height)):
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
-        frame.pts = i
-        out += [bytes(p) for p in ctx.encode(frame)]
-    return out + [bytes(p) for p in ctx.encode(None)]
+    ctx.options = {"preset": "ultrafast", "x264-params": params or "repeat-headers=1"}
+    frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24").reformat(format=pix_fmt)
+    au = [bytes(p) for p in (*ctx.encode(frame), *ctx.encode(None))][0]
+    return next(n for n in split_nal_units(au) if nal_type_h264(n) == H264_SPS)
 
 
-def strip_parameter_sets(au: bytes) -> bytes:
-    return b"".join(b"\x00\x00\x00\x01" + n for n in split_nal_units(au) if nal_type_h264(n) not in (7, 8))
-
-
-def parameter_sets_only(au: bytes) -> bytes:
-    return b"".join(b"\x00\x00\x00\x01" + n for n in split_nal_units(au) if nal_type_h264(n) in (7, 8))
-
-
-@pytest.fixture(scope="module")
-def hevc_aus() -> list[bytes]:
-    """30 frames of 160x120 HEVC, IRAP every 10 frames with VPS/SPS/PPS in band."""
-    return encode(160, 120, frames=30, codec="libx265",
-                  params="keyint=10:min-keyint=10:scenecut=0:bframes=0:log-level=error")
+def keep_nals(au: bytes, wanted) -> bytes:
+    """The AU with only the NALs whose type passes ``wanted``."""
+    return join_nal_units(n for n in split_nal_units(au) if wanted(nal_type_h264(n)))
 
 
 # --- splitting and reassembly ------------------------------------------------------------------------------------
@@ -120,9 +105,7 @@ def test_emulation_prevention_and_exp_golomb():
     (250, 130, "gray", ""),                      # 4:0:0 monochrome
 ])
 def test_sps_resolution_matches_the_encoded_size(width, height, pix_fmt, params):
-    au = encode(width, height, pix_fmt=pix_fmt, params=params)[0]
-    sps = next(n for n in split_nal_units(au) if nal_type_h264(n) == H264_SPS)
-    assert parse_sps_resolution(sps) == (width, height)
+    assert parse_sps_resolution(first_sps(width, height, pix_fmt, params)) == (width, height)
 
 
 class BitWriter:
@@ -190,10 +173,10 @@ def test_gate_skips_until_idr_with_parameter_sets(clip_factory):
 
 def test_gate_prepends_cached_parameter_sets_to_a_bare_idr(clip_factory):
     clip = clip_factory(160, 120, gop=60)
-    bare_idr = strip_parameter_sets(clip.aus[60])
+    bare_idr = keep_nals(clip.aus[60], lambda t: t not in (H264_SPS, H264_PPS))
     gate = EntryGate()
     assert gate.admit(split_nal_units(bare_idr), bare_idr) is None        # nothing cached yet: cannot start
-    headers = parameter_sets_only(clip.aus[0])
+    headers = keep_nals(clip.aus[0], lambda t: t in (H264_SPS, H264_PPS))
     assert gate.admit(split_nal_units(headers), headers) is None          # cached, but no picture to start on
     out = gate.admit(split_nal_units(bare_idr), bare_idr)
     assert out == headers + bare_idr and gate.skipped == 2
