@@ -29,6 +29,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+import numpy as np
+
 from ov2_ros.codec.types import TokenizerConfig
 
 
@@ -132,19 +134,54 @@ class PlannedGrouper:
     """Follows group boundaries fixed in advance (``tokenize_file`` with a canvas budget): ``ends`` are the
     exclusive end frames, counted from the first frame pushed."""
 
-    def __init__(self, ends: list[int], thresholds: list[float] | None = None):
+    def __init__(self, ends: list[int], thresholds: list[float] | None = None, billed: np.ndarray | None = None):
         self.ends = list(ends)
         self.thresholds = list(thresholds) if thresholds is not None else [0.0] * len(self.ends)
-        self.reset()
-
-    def reset(self) -> None:
+        self.billed = billed      # the plan's per-frame billing, reported back frame by frame
         self.seen = 0
         self.group = 0
 
+    def reset(self) -> None:
+        """A plan covers the whole file: a resolution change closes the open group early, the plan stays."""
+
     def push(self, bits: int, key_frame: bool, change: float = 0.0) -> Decision:
+        billed = float(self.billed[self.seen]) if self.billed is not None and self.seen < len(self.billed) else bits
         self.seen += 1
         threshold = self.thresholds[min(self.group, len(self.thresholds) - 1)] if self.thresholds else 0.0
         if self.group < len(self.ends) and self.seen >= self.ends[self.group]:
             self.group += 1
-            return Decision(Boundary.AFTER, float(bits), threshold)
-        return Decision(Boundary.NONE, float(bits), threshold)
+            return Decision(Boundary.AFTER, float(billed), threshold)
+        return Decision(Boundary.NONE, float(billed), threshold)
+
+
+def billed_bits(bits: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Offline billing, as ``BitCostGrouper`` bills online: keyframes cost one ordinary (median non-key) frame."""
+    bits = np.asarray(bits, dtype=np.float64)
+    key = np.asarray(key, dtype=bool)
+    ordinary = bits[~key]
+    return np.where(key, float(np.median(ordinary)) if len(ordinary) else 1.0, bits)
+
+
+def plan_group_ends(billed: np.ndarray, n_groups: int, min_frames: int = 1) -> list[int]:
+    """Split a whole stream into ``n_groups`` groups of equal billed bit-cost: the offline form of the online rule
+    (threshold = total cost / groups instead of ratio x running rate). Returns exclusive end frames.
+
+    Groups get at least ``min(min_frames, frames // n_groups)`` frames; fewer groups only if there are fewer frames.
+    ``max_group_frames`` does not apply: a fixed budget over a fixed file has to take long quiet stretches whole.
+    """
+    billed = np.asarray(billed, dtype=np.float64)
+    n_frames = len(billed)
+    n = max(1, min(n_groups, n_frames))
+    if n_frames == 0:
+        return []
+    least = max(1, min(min_frames, n_frames // n))
+    cum = np.cumsum(billed)
+    total = float(cum[-1])
+    ends, prev = [], 0
+    for k in range(1, n):
+        end = int(np.searchsorted(cum, total * k / n, side="left")) + 1 if total > 0 else round(n_frames * k / n)
+        end = min(max(end, prev + least), n_frames - (n - k) * least)
+        ends.append(end)
+        prev = end
+    ends.append(n_frames)
+    return ends

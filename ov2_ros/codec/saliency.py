@@ -71,10 +71,11 @@ class MotionField:
         self.src_size = (src_height, src_width)
         self.cells = (-(-src_height // MV_CELL), -(-src_width // MV_CELL))
         self.scale = np.array([grid.width / src_width, grid.height / src_height], dtype=np.float32)
-        # canvas pixel centre -> source cell (nearest), once per size
-        ys = ((np.arange(grid.height) + 0.5) * src_height / grid.height // MV_CELL).astype(np.intp)
-        xs = ((np.arange(grid.width) + 0.5) * src_width / grid.width // MV_CELL).astype(np.intp)
-        self._cell_of_pixel = (ys[:, None] * self.cells[1] + xs[None, :])
+        # canvas pixel centre -> source cell (nearest), once per size, as cv2.remap maps (exact integer cells)
+        ys = ((np.arange(grid.height) + 0.5) * src_height / grid.height // MV_CELL).astype(np.float32)
+        xs = ((np.arange(grid.width) + 0.5) * src_width / grid.width // MV_CELL).astype(np.float32)
+        self._map_x = np.ascontiguousarray(np.broadcast_to(xs[None, :], (grid.height, grid.width)))
+        self._map_y = np.ascontiguousarray(np.broadcast_to(ys[:, None], (grid.height, grid.width)))
 
     def cell_means(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(cells, 2) mean past-reference motion (source px) and (cells,) mean magnitude over every MV, per cell."""
@@ -106,10 +107,13 @@ class MotionField:
         return flow.astype(np.float32), magnitude.astype(np.float32)
 
     def __call__(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import cv2
+
         flow, magnitude = self.cell_means(mvs)
-        flow = flow[self._cell_of_pixel] * self.scale
-        magnitude = magnitude[self._cell_of_pixel] * float(self.scale.mean())
-        return flow, magnitude
+        ch, cw = self.cells
+        cells = np.concatenate([flow * self.scale, magnitude[:, None] * float(self.scale.mean())], axis=1)
+        canvas = cv2.remap(cells.reshape(ch, cw, 3), self._map_x, self._map_y, cv2.INTER_NEAREST)
+        return canvas[..., :2], canvas[..., 2]
 
 
 class SaliencyScorer:
@@ -128,8 +132,7 @@ class SaliencyScorer:
     def warp(self, previous: np.ndarray, flow: np.ndarray) -> np.ndarray:
         """Motion-compensated prediction of this frame from ``previous`` (H, W) uint8 with ``flow`` (H, W, 2)."""
         cv2 = self._cv2
-        m = self._base + flow
-        return cv2.remap(previous, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.remap(previous, self._base + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def score(self, luma: np.ndarray, previous: np.ndarray | None, mvs: np.ndarray | None) -> FrameSaliency:
         """``luma``, ``previous``: (H, W) uint8 canvas luma of this and the previous frame (None: stream start)."""

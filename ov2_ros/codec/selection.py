@@ -7,9 +7,17 @@ Selection, per group of frames ``f = 0 .. F-1`` with block scores ``S_f`` (block
 2. Frames already on a full canvas (the anchor on the I-canvas, hybrid full frames) are skipped: their positions are
    taken. Every remaining ``(t, r, c)`` is a candidate at most once, so no position is packed twice.
 3. Candidates are laid out in time order (frame, then rank) and their cumulative attenuated mass is cut into ``K``
-   equal parts, one per P-canvas: a busy stretch of the group gets a canvas of its own, a quiet one shares.
-4. Each P-canvas takes its part's highest-``A`` blocks up to its capacity (``block_rows * block_cols``); the rest of
-   the canvas is padding. A group with no mass at all (a frozen picture) gets all-padding P-canvases.
+   equal parts, one per P-canvas: a busy stretch of the group gets a canvas of its own, a quiet one shares. Only
+   blocks scoring at least ``MIN_BLOCK_SCORE`` carry mass here; weaker blocks join the part of the strong blocks
+   before them (same stretch of frames).
+4. Each P-canvas takes its part's strong blocks, best ``A`` first, then fills what room is left with the part's weak
+   blocks (context around the change, in the same frames), up to its capacity (``block_rows * block_cols``). The
+   rest is padding. A group without any strong block is split by all its mass instead; a frozen picture (no
+   positive score at all) gets all-padding P-canvases.
+
+Why the floor: on the synthetic clips x264's quality ramp after an IDR or a cut (picture unchanged, reconstruction
+sharpening) scores 0.05-0.7 per block and the moving object 2-8; splitting by all mass would give the ramp frames
+canvases of their own.
 """
 from __future__ import annotations
 
@@ -20,6 +28,8 @@ import numpy as np
 
 from ov2_ros.codec.packing import CanvasGrid, pack_blocks, pack_frame, yuv_to_rgb
 from ov2_ros.codec.types import Canvas
+
+MIN_BLOCK_SCORE = 1.0   # fused saliency summed over a 2x2 block (each patch's score is at most 4)
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,6 +47,7 @@ class FrameRecord:
     key_frame: bool
     yuv: np.ndarray
     blocks: np.ndarray | None
+    billed: float = 0.0      # bits this frame added to its group's cost (grouping.Decision.billed_bits)
 
     def rgb(self) -> np.ndarray:
         return yuv_to_rgb(self.yuv)
@@ -52,7 +63,7 @@ def attenuated_scores(blocks: np.ndarray, lam: float) -> np.ndarray:
 
 
 def select_blocks(frames: np.ndarray, blocks: np.ndarray, n_canvases: int, capacity: int, block_cols: int,
-                  lam: float = 0.5) -> list[np.ndarray]:
+                  lam: float = 0.5, min_score: float = MIN_BLOCK_SCORE) -> list[np.ndarray]:
     """Blocks for ``n_canvases`` P-canvases.
 
     frames: (F,) frame indices (time order, frames on full canvases already removed); blocks: (F, BR, BC) scores.
@@ -64,19 +75,21 @@ def select_blocks(frames: np.ndarray, blocks: np.ndarray, n_canvases: int, capac
     att = attenuated_scores(blocks, lam)                       # (F, nb)
     order = np.argsort(-att, axis=1, kind="stable")            # per frame: best first
     mass = np.take_along_axis(att, order, axis=1).reshape(-1)  # time order, then rank
+    strong = (np.take_along_axis(blocks.reshape(len(blocks), -1), order, axis=1) >= min_score).reshape(-1)
     frame_pos = np.repeat(np.arange(len(frames)), att.shape[1])
     block_id = order.reshape(-1)
     keep = mass > 0
-    mass, frame_pos, block_id = mass[keep], frame_pos[keep], block_id[keep]
-    total = float(mass.sum())
+    mass, strong, frame_pos, block_id = mass[keep], strong[keep], frame_pos[keep], block_id[keep]
+    weight = np.where(strong, mass, 0.0) if strong.any() else mass
+    total = float(weight.sum())
     if total <= 0:
         return empty
-    midpoint = np.cumsum(mass, dtype=np.float64) - mass / 2
+    midpoint = np.cumsum(weight, dtype=np.float64) - weight / 2
     part = np.minimum((midpoint * n_canvases / total).astype(np.int64), n_canvases - 1)
     out = []
     for k in range(n_canvases):
         idx = np.flatnonzero(part == k)
-        idx = idx[np.argsort(-mass[idx], kind="stable")[:capacity]]
+        idx = idx[np.lexsort((-mass[idx], ~strong[idx]))[:capacity]]     # strong first, then by A
         r, c = np.divmod(block_id[idx], block_cols)
         sel = np.stack([np.asarray(frames)[frame_pos[idx]], r, c], axis=1).astype(np.int32)
         out.append(sel[np.lexsort((sel[:, 2], sel[:, 1], sel[:, 0]))])

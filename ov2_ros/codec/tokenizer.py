@@ -9,7 +9,7 @@ Memory is bounded by ``max_group_frames`` canvas-size I420 frames (64 x 211 kB a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -95,6 +95,11 @@ class CodecTokenizer:
         return self._grid.size if self._grid else None
 
     @property
+    def source_size(self) -> tuple[int, int] | None:
+        """(H_src, W_src) of the current stream."""
+        return self._source_size
+
+    @property
     def fps(self) -> float:
         """The fps hint, else measured from frame times, else 30."""
         if self.fps_hint:
@@ -135,8 +140,7 @@ class CodecTokenizer:
         """The newest closed groups within ``window_canvases``, as a ``CodecWindow``; None before the first group."""
         if self._grid is None:
             return None
-        h, w = self._source_size
-        return self._window.window(self._grid.size, (h, w), self.fps, self.config.patch_size)
+        return self._window.window(self._grid.size, self._source_size, self.fps, self.config.patch_size)
 
     # --- internals ------------------------------------------------------------------------------------------------
 
@@ -166,7 +170,8 @@ class CodecTokenizer:
         decision = self.grouper.push(frame.bits, key, change)
         if decision.boundary is Boundary.BEFORE:
             closed += self._close_group(self._open_bits_threshold)
-        self._open.append(FrameRecord(frame.index, frame.time_s, frame.stamp, frame.bits, key, yuv, blocks))
+        self._open.append(FrameRecord(frame.index, frame.time_s, frame.stamp, frame.bits, key, yuv, blocks,
+                                      decision.billed_bits))
         self._open_bits_threshold = decision.threshold
         if decision.boundary is Boundary.AFTER:
             closed += self._close_group(decision.threshold)
@@ -228,9 +233,143 @@ class CodecTokenizer:
             frame_bits=np.array([r.bits for r in records], dtype=np.int64), threshold=float(threshold),
             canvases=tuple(canvases),
             frame_times={r.index: r.time_s for r in records if r.index in shown},
-            frame_stamps={r.index: r.stamp for r in records if r.index in shown})
+            frame_stamps={r.index: r.stamp for r in records if r.index in shown},
+            frame_billed=np.array([r.billed for r in records], dtype=np.float64))
         self._next_group += 1
         self._counts["groups"] += 1
         self._counts["canvases"] += len(canvases)
         self._window.add(group)
         return [group]
+
+
+# --- whole files ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TokenizeResult:
+    """Every group of a file, with what the CLI, benchmarks and evaluation report about it."""
+
+    groups: tuple[FrameGroup, ...]
+    frames_total: int                 # frames decoded
+    fps: float
+    source_size: tuple[int, int]      # (H_src, W_src) of the last frame
+    canvas_size: tuple[int, int]      # (H, W)
+    frame_bits: np.ndarray            # (frames_total,) bits per frame, output order
+    timings: dict[str, float]         # decode_s, tokenize_s, total_s
+
+    @property
+    def canvases(self) -> tuple:
+        return tuple(c for g in self.groups for c in g.canvases)
+
+    @property
+    def patch_positions(self) -> np.ndarray:
+        """(P, 3) int32 over all canvases, canvas order (padding rows included)."""
+        cs = self.canvases
+        return np.concatenate([c.positions for c in cs]).astype(np.int32) if cs else np.zeros((0, 3), np.int32)
+
+    @property
+    def tokens(self) -> int:
+        """LLM tokens after the 2x2 merger, padding included (the model is fed whole canvases)."""
+        return sum(c.num_patches for c in self.canvases) // 4
+
+    @property
+    def selected_frames(self) -> list[int]:
+        """Sorted frames with at least one patch on some canvas."""
+        t = self.patch_positions[:, 0]
+        return sorted(int(x) for x in np.unique(t[t >= 0]))
+
+    def summary(self) -> dict[str, Any]:
+        """The ``ov2-ros tokenize --json`` record (DESIGN.md contract 2)."""
+        pos = self.patch_positions
+        return {
+            "frames_total": self.frames_total, "fps": self.fps, "tokens": self.tokens,
+            "canvases": len(self.canvases), "selected_frames": self.selected_frames,
+            "selected_patches": int((pos[:, 0] >= 0).sum()),
+            "groups": [{"start_frame": g.start_frame, "end_frame": g.end_frame} for g in self.groups],
+            "canvas_size": list(self.canvas_size), "source_size": list(self.source_size),
+            "timings": dict(self.timings),
+        }
+
+
+def _is_keyframe_au(au: bytes, codec: str) -> bool:
+    from ov2_ros.codec.nal import H264_IDR, HEVC_IRAP, nal_type, split_nal_units
+
+    kinds = {nal_type(n, codec) for n in split_nal_units(au) if n}
+    return H264_IDR in kinds if codec == "h264" else bool(kinds & HEVC_IRAP)
+
+
+def budget_grouper(path, config: TokenizerConfig, canvases: int, codec: str) -> PlannedGrouper:
+    """A ``PlannedGrouper`` that cuts the file into ``canvases / canvases_per_group`` groups.
+
+    Codec and hybrid modes: groups of equal billed bit-cost (``plan_group_ends``: the window's bit-cost rule applied
+    to the whole file at once), so motion gets more, shorter groups. Uniform mode: equal frame counts, so its
+    ``canvases`` full frames are spread evenly over the file. Reads packet sizes only (no decoding); frames before
+    the first keyframe are skipped, as the decoder's entry gate skips them.
+    """
+    from ov2_ros.codec.grouping import billed_bits, plan_group_ends
+    from ov2_ros.codec.source import iter_access_units
+
+    sizes, keys, times = [], [], []
+    for au, pts in iter_access_units(path):
+        key = _is_keyframe_au(au, codec)
+        if keys or key:
+            sizes.append(8 * len(au))
+            keys.append(key)
+            times.append(pts)
+    order = np.argsort(np.asarray(times), kind="stable")     # decode order -> output order (B-frames)
+    bits, key = np.asarray(sizes)[order], np.asarray(keys, dtype=bool)[order]
+    n_groups = canvases // config.canvases_per_group
+    if config.mode == "uniform":
+        billed = np.ones(len(bits))
+    else:
+        billed = billed_bits(bits, key)
+    ends = plan_group_ends(billed, n_groups, config.min_group_frames)
+    starts = [0] + ends[:-1]
+    billed[starts] = 0.0                                      # anchors are unbilled, as online
+    cum = np.concatenate([[0.0], np.cumsum(billed)])
+    return PlannedGrouper(ends, [float(cum[e] - cum[s]) for s, e in zip(starts, ends)], billed)
+
+
+def tokenize_file(path, config: TokenizerConfig = TokenizerConfig(), canvases: int | None = None,
+                  progress=None) -> TokenizeResult:
+    """Feed a video file's packets one by one through a ``CodecTokenizer`` and keep every group.
+
+    ``canvases=None``: the streaming rules as configured (online grouping; the number of canvases follows the video).
+    ``canvases=N``: a fixed budget over the whole file, for comparisons at equal tokens: N must be a multiple of
+    ``canvases_per_group``; the file is cut into N / canvases_per_group groups (see ``budget_grouper``) and each
+    gives its canvases, so N canvases result (fewer only if the file has fewer frames than groups).
+    ``progress``: called with 1 after each packet (e.g. ``tqdm.update``).
+    """
+    from ov2_ros.codec.errors import VideoFileError
+    from ov2_ros.codec.source import iter_access_units, probe
+    from ov2_ros.errors import ConfigError
+
+    t0 = time.perf_counter()
+    info = probe(path)
+    if info.codec not in ("h264", "hevc"):
+        from ov2_ros.codec.errors import UnsupportedFormatError
+
+        raise UnsupportedFormatError(f"{path}: video codec is {info.codec}, only h264 and hevc can be tokenized")
+    grouper = None
+    if canvases is not None:
+        if canvases < config.canvases_per_group or canvases % config.canvases_per_group:
+            raise ConfigError(f"--canvases {canvases} must be a positive multiple of canvases_per_group "
+                              f"({config.canvases_per_group})")
+        config = replace(config, window_canvases=max(canvases, config.canvases_per_group))
+        grouper = budget_grouper(path, config, canvases, info.codec)
+    tok = CodecTokenizer(config, fps=info.fps, codec=info.codec, grouper=grouper)
+    groups: list[FrameGroup] = []
+    bits: list[int] = []
+    for au, pts in iter_access_units(path):
+        groups += tok.push(au, pts)
+        if progress is not None:
+            progress(1)
+    groups += tok.flush()
+    if not groups:
+        raise VideoFileError(f"{path}: no decodable frames")
+    for g in groups:
+        bits.extend(int(b) for b in g.frame_bits)
+    st = tok.stats
+    return TokenizeResult(
+        groups=tuple(groups), frames_total=st.frames, fps=float(info.fps), source_size=tok.source_size,
+        canvas_size=tok.canvas_size, frame_bits=np.asarray(bits, dtype=np.int64),
+        timings={"decode_s": st.decode_s, "tokenize_s": st.tokenize_s, "total_s": time.perf_counter() - t0})

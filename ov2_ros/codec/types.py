@@ -127,6 +127,7 @@ class FrameGroup:
     canvases: tuple[Canvas, ...]
     frame_times: dict[int, float]   # frame index -> seconds, for frames that appear on a canvas or open the group
     frame_stamps: dict[int, Any]    # frame index -> source stamp, same keys
+    frame_billed: np.ndarray | None = None   # (end-start,) bits each frame added to the group's cost (anchor 0)
 
     @property
     def num_frames(self) -> int:

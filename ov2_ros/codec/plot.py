@@ -1,0 +1,88 @@
+"""A picture of one tokenization (in the spirit of the paper's Figure 4): per-frame bit-cost, each group's cumulative
+cost against its threshold, group boundaries, tokens per group, and a strip of canvases. matplotlib (Agg) only."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MAX_STRIP = 8      # canvases in the strip: the first two groups' worth at the default 4 per group
+
+
+def plot_tokenization(result, path: str | Path, title: str = "") -> Path:
+    """Save the figure for a ``TokenizeResult`` (or anything with ``groups`` and ``frame_bits``) to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    groups = result.groups
+    fig = plt.figure(figsize=(12, 9), constrained_layout=True)
+    grid = fig.add_gridspec(4, MAX_STRIP, height_ratios=[1.2, 1.2, 1.0, 1.1])
+    ax_bits = fig.add_subplot(grid[0, :])
+    ax_cum = fig.add_subplot(grid[1, :], sharex=ax_bits)
+    ax_tok = fig.add_subplot(grid[2, :], sharex=ax_bits)
+
+    start = groups[0].start_frame
+    frames = np.arange(start, start + len(result.frame_bits))
+    ax_bits.bar(frames, np.asarray(result.frame_bits) / 1000.0, width=1.0, color="0.45")
+    ax_bits.set_yscale("log")
+    ax_bits.set_ylabel("AU size (kbit)")
+    ax_bits.set_title(title or "codec-stream tokenization")
+
+    for g in groups:
+        gx = np.arange(g.start_frame, g.end_frame)
+        billed = g.frame_billed if g.frame_billed is not None else g.frame_bits
+        ax_cum.step(gx, np.cumsum(billed) / 1000.0, where="post", color="tab:blue", lw=1.5)
+        ax_cum.hlines(g.threshold / 1000.0, g.start_frame, g.end_frame, colors="tab:red", linestyles="--", lw=1)
+    ax_cum.set_ylabel("group cost (kbit)")
+    ax_cum.plot([], [], color="tab:blue", label="cumulative billed bits")
+    ax_cum.plot([], [], color="tab:red", ls="--", label="threshold when the group closed")
+    ax_cum.legend(loc="upper left", fontsize=8)
+
+    # tokens per group (non-padding patches / 4) as a bar spanning the group, and selected patches per frame
+    per_frame = np.zeros(len(frames), np.int64)
+    for g in groups:
+        real = sum(int((c.positions[:, 0] >= 0).sum()) for c in g.canvases)
+        ax_tok.bar(g.start_frame, real / 4, width=g.num_frames, align="edge", color="tab:green", alpha=0.35,
+                   edgecolor="tab:green", label="tokens per group (no padding)" if g is groups[0] else None)
+        for c in g.canvases:
+            t = c.positions[:, 0]
+            np.add.at(per_frame, t[t >= 0] - start, 1)
+    ax_tok.plot(frames, per_frame / 4, color="tab:green", lw=1.2, label="tokens per frame")
+    ax_tok.set_ylabel("tokens")
+    ax_tok.set_xlabel("frame")
+    ax_tok.legend(loc="upper left", fontsize=8)
+
+    for ax in (ax_bits, ax_cum, ax_tok):
+        for g in groups:
+            ax.axvline(g.start_frame, color="0.2", lw=0.6, alpha=0.6)
+        ax.grid(alpha=0.2)
+
+    canvases = [c for g in _busiest(groups, MAX_STRIP) for c in g.canvases][:MAX_STRIP]
+    for i, c in enumerate(canvases):
+        ax = fig.add_subplot(grid[3, i])
+        ax.imshow(c.pixels)
+        used = c.frames
+        span = f"{used[0]}" if len(used) == 1 else (f"{used[0]}-{used[-1]}" if len(used) else "pad")
+        ax.set_title(f"g{c.group} {c.kind}: {span}", fontsize=8)
+        ax.axis("off")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _busiest(groups, max_canvases: int) -> list:
+    """The groups with the most selected (non-padding) patches that fit the strip, in time order."""
+    def real(g):
+        return sum(int((c.positions[:, 0] >= 0).sum()) for c in g.canvases)
+
+    chosen, used = [], 0
+    for g in sorted(groups, key=real, reverse=True):
+        if used + len(g.canvases) <= max_canvases:
+            chosen.append(g)
+            used += len(g.canvases)
+    return sorted(chosen, key=lambda g: g.index) or list(groups[:1])
