@@ -68,53 +68,58 @@ def _entries(text: str, tag: str, errors: list[str]) -> list[tuple[str, str]]:
     return found
 
 
-def parse_tracks(text: str, clock: FrameClock) -> tuple[tuple[TrackPoint, ...], list[str]]:
+def _parse_tagged(text: str, tag: str, arity: int, build) -> tuple[tuple, list[str]]:
+    """Every ``;``-separated entry of every ``<tag coords="...">label</tag>``: ``build(values, label)`` returns an
+    item, or an error string when the values are out of range; malformed entries become errors too."""
     out, errors = [], []
+    for coords, label in _entries(text, tag, errors):
+        for entry in filter(None, (e.strip() for e in coords.split(";"))):
+            vals = _numbers(entry, arity)
+            item = f"has not {arity} numbers" if vals is None else build(vals, label)
+            if isinstance(item, str):
+                errors.append(f"{tag} entry {entry!r} {item}")
+            else:
+                out.append(item)
+    return tuple(out), errors
+
+
+def parse_tracks(text: str, clock: FrameClock) -> tuple[tuple[TrackPoint, ...], list[str]]:
+    """``t id x y`` entries -> TrackPoints at the nearest window frame."""
+    def build(vals, label):
+        t, obj, x, y = vals
+        if not _in_range(x, y) or obj != int(obj):
+            return "needs x, y in 0-1000 and an integer id"
+        frame, ft = clock.nearest_frame(t)
+        return TrackPoint(frame, ft, int(obj), *clock.to_pixels(x, y), label=label)
+
     if not clock.frame_times:
         return (), ["the window has no frame times to map track times to"]
-    for coords, label in _entries(text, "tracks", errors):
-        for entry in filter(None, (e.strip() for e in coords.split(";"))):
-            vals = _numbers(entry, 4)
-            if vals is None:
-                errors.append(f"track entry {entry!r} is not 't id x y'")
-                continue
-            t, obj, x, y = vals
-            if not _in_range(x, y) or obj != int(obj):
-                errors.append(f"track entry {entry!r}: x, y must be in 0-1000 and id an integer")
-                continue
-            frame, ft = clock.nearest_frame(t)
-            px, py = clock.to_pixels(x, y)
-            out.append(TrackPoint(frame=frame, time_s=ft, obj_id=int(obj), x=px, y=py, label=label))
-    return tuple(out), errors
+    return _parse_tagged(text, "tracks", 4, build)
 
 
 def parse_points(text: str, clock: FrameClock) -> tuple[tuple[Point, ...], list[str]]:
-    out, errors = [], []
+    """``t x y`` entries -> Points at the nearest window frame."""
+    def build(vals, label):
+        t, x, y = vals
+        if not _in_range(x, y):
+            return "needs x, y in 0-1000"
+        frame, ft = clock.nearest_frame(t)
+        return Point(frame, ft, *clock.to_pixels(x, y), label=label)
+
     if not clock.frame_times:
         return (), ["the window has no frame times to map point times to"]
-    for coords, label in _entries(text, "points", errors):
-        for entry in filter(None, (e.strip() for e in coords.split(";"))):
-            vals = _numbers(entry, 3)
-            if vals is None or not _in_range(vals[1], vals[2]):
-                errors.append(f"point entry {entry!r} is not 't x y' with x, y in 0-1000")
-                continue
-            frame, ft = clock.nearest_frame(vals[0])
-            px, py = clock.to_pixels(vals[1], vals[2])
-            out.append(Point(frame=frame, time_s=ft, x=px, y=py, label=label))
-    return tuple(out), errors
+    return _parse_tagged(text, "points", 3, build)
 
 
 def parse_waypoints(text: str, clock: FrameClock) -> tuple[tuple[Waypoint, ...], list[str]]:
-    out, errors = [], []
-    for coords, _label in _entries(text, "waypoints", errors):
-        for entry in filter(None, (e.strip() for e in coords.split(";"))):
-            vals = _numbers(entry, 3)
-            if vals is None or not _in_range(vals[0], vals[1]) or not 0.0 <= vals[2] <= 1.0:
-                errors.append(f"waypoint entry {entry!r} is not 'x y z' with x, y in 0-1000 and z in [0, 1]")
-                continue
-            px, py = clock.to_pixels(vals[0], vals[1])
-            out.append(Waypoint(x=px, y=py, z=vals[2]))
-    return tuple(out), errors
+    """Ordered ``x y z`` entries -> Waypoints in source pixels, z the normalised depth."""
+    def build(vals, _label):
+        x, y, z = vals
+        if not _in_range(x, y) or not 0.0 <= z <= 1.0:
+            return "needs x, y in 0-1000 and z in [0, 1]"
+        return Waypoint(*clock.to_pixels(x, y), z=z)
+
+    return _parse_tagged(text, "waypoints", 3, build)
 
 
 def parse_spans(text: str) -> tuple[tuple[Span, ...], list[str]]:
