@@ -13,7 +13,7 @@ from typing import Any, Literal
 import av
 import numpy as np
 
-from ov2_ros.codec.errors import DecodeError
+from ov2_ros.codec.errors import BitstreamError, DecodeError
 from ov2_ros.codec.nal import Codec, EntryGate, _check_codec, validate_access_unit
 from ov2_ros.codec.types import DecodedFrame
 
@@ -118,12 +118,12 @@ class StreamDecoder:
         self._counts["aus_in"] += 1
         try:
             nals = validate_access_unit(au, self.codec)
-        except Exception:
+            au = bytes(au)
+            data = self.gate.admit(nals, au)
+        except BitstreamError:
             self._counts["aus_bad"] += 1
             raise
-        au = bytes(au)
         bits = 8 * len(au)
-        data = self.gate.admit(nals, au)
         if data is None:
             self._counts["aus_gated"] += 1
             return []

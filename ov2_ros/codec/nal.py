@@ -241,7 +241,7 @@ class AnnexBParser:
         out: list[bytes] = []
         while (i := self._buf.find(START_CODE, self._scan)) >= 0:
             if self._pending is not None:       # this start code ends the pending NAL: classify what it has
-                self._classify(bytes(self._buf[self._payload:i]), out)
+                self._classify(bytes(self._buf[self._payload:min(i, self._payload + _PEEK_BYTES)]), out)
             code_start = i
             while code_start > self._payload and self._buf[code_start - 1] == 0:
                 code_start -= 1
@@ -260,7 +260,7 @@ class AnnexBParser:
         """End of stream: return the last AU (if any) and reset."""
         out: list[bytes] = []
         if self._pending is not None:
-            self._classify(bytes(self._buf[self._payload:]), out)
+            self._classify(bytes(self._buf[self._payload:self._payload + _PEEK_BYTES]), out)
         if self._au_start is not None:
             out.append(bytes(self._buf[self._au_start:]))
         else:
@@ -381,7 +381,9 @@ class EntryGate:
         self.open = False
 
     def admit(self, nals: tuple[bytes, ...] | list[bytes], au: bytes) -> bytes | None:
-        """Return the bytes to decode for this AU (maybe with cached headers in front), or None to skip it."""
+        """Return the bytes to decode for this AU (maybe with cached headers in front), or None to skip it.
+
+        Raises ``BitstreamError`` for an unreadable parameter set (nothing of it is cached then)."""
         kinds = {nal_type(n, self.codec) for n in nals}
         in_band = self._remember(nals)
         is_entry = (H264_IDR in kinds) if self.codec == "h264" else bool(kinds & HEVC_IRAP)
@@ -392,12 +394,13 @@ class EntryGate:
             return None
         missing = [k for k in _REQUIRED_PARAM_SETS[self.codec] if k not in in_band]
         if missing:
-            cached = [nal for (kind, _), nal in self._param_sets.items() if kind in missing]
-            if not all(any(kind == k for kind, _ in self._param_sets) for k in missing):
+            if not set(missing) <= {kind for kind, _ in self._param_sets}:
                 if self.open:
-                    return au                   # the running decoder has them; FFmpeg decides
+                    return au                   # the running decoder may still hold them; FFmpeg decides
                 self.skipped += 1
                 return None
+            # in VPS, SPS, PPS order, since each refers to the one before
+            cached = [nal for k in missing for (kind, _), nal in self._param_sets.items() if kind == k]
             au = join_nal_units(cached) + au
         self.open = True
         return au
@@ -412,7 +415,7 @@ class EntryGate:
                 continue
             seen.add(kind)
             key = (kind, _h264_parameter_set_id(nal) if self.codec == "h264" else 0)
-            self._param_sets[key] = nal
-            if self.codec == "h264" and kind == "sps":
+            if self.codec == "h264" and kind == "sps":    # parse first: an unreadable SPS is not cached
                 self.sps_resolution = parse_sps_resolution(nal)
+            self._param_sets[key] = nal
         return seen

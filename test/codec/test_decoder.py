@@ -114,22 +114,23 @@ def test_damaged_slices_are_concealed_and_flagged(clip_factory, threads, damage,
     assert [f.stamp for f in frames if f.corrupt] == [at] and stats.frames_corrupt == 1
 
 
+# name -> (make the bad AU from the good one at that position, error, message)
 BAD_AUS = {
-    "empty": (b"", BitstreamError, "empty access unit"),
-    "jpeg": (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(200), BitstreamError, "looks like JPEG"),
-    "random": (np.random.default_rng(0).bytes(500), BitstreamError, "no Annex-B start code"),
-    "header_cut": (None, BitstreamError, "truncated NAL header"),
-    "random_slice": (b"\x00\x00\x00\x01\x41" + np.random.default_rng(3).bytes(300), DecodeError, "decoder error"),
+    "empty": (lambda au: b"", BitstreamError, "empty access unit"),
+    "jpeg": (lambda au: b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(200), BitstreamError, "looks like JPEG"),
+    "random": (lambda au: np.random.default_rng(0).bytes(500), BitstreamError, "no Annex-B start code"),
+    "header_cut": (lambda au: au[:au.index(b"\x00\x00\x01", 4) + 3], BitstreamError, "truncated NAL header"),
+    "random_slice": (lambda au: b"\x00\x00\x00\x01\x41" + np.random.default_rng(3).bytes(300), DecodeError,
+                     "decoder error"),
 }
 
 
 @pytest.mark.parametrize("threads", ["frame", "none"])
 @pytest.mark.parametrize("kind", sorted(BAD_AUS))
 def test_bad_access_unit_raises_and_the_stream_goes_on(small_clip, threads, kind):
-    bad, error, message = BAD_AUS[kind]
+    damage, error, message = BAD_AUS[kind]
     aus = list(small_clip.aus[:40])
-    # header_cut: a real AU cut right after the second slice's start code
-    aus[20] = bad if bad is not None else aus[20][:aus[20].index(b"\x00\x00\x01", 4) + 3]
+    aus[20] = damage(aus[20])                   # a P frame
     frames, errors = [], []
     with StreamDecoder(threads=threads) as dec:
         for i, au in enumerate(aus):
@@ -145,6 +146,25 @@ def test_bad_access_unit_raises_and_the_stream_goes_on(small_clip, threads, kind
     # validation rejects before FFmpeg; FFmpeg's own rejection may surface one AU late with frame threads
     assert i == 20 if error is BitstreamError or threads == "none" else 20 <= i <= 21
     assert [f.stamp for f in frames] == [s for s in range(40) if s != 20]
+
+
+def test_unreadable_sps_is_rejected_and_not_cached(clip_factory):
+    aus = list(clip_factory(160, 120, gop=20).aus[:60])
+    nals = split_nal_units(aus[20])
+    aus[20] = join_nal_units([nals[0][:5], *nals[1:]])     # the IDR's SPS cut to 5 bytes
+    frames, errors = [], []
+    with StreamDecoder() as dec:
+        for i, au in enumerate(aus):
+            try:
+                frames += dec.decode(au, stamp=i)
+            except BitstreamError as exc:
+                errors.append((i, str(exc)))
+        frames += dec.flush()
+        assert dec.gate.sps_resolution == (160, 120) and dec.stats.aus_bad == 1
+    assert [i for i, _ in errors] == [20] and "SPS ends after" in errors[0][1]
+    stamps = [f.stamp for f in frames]
+    # P frames 21..39 lost their reference (FFmpeg conceals or drops them); the next IDR restarts cleanly
+    assert stamps[:20] == list(range(20)) and stamps[-20:] == list(range(40, 60))
 
 
 def test_time_from_fps_hint_float_stamps_ros_times_or_default(small_clip):
