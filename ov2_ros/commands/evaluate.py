@@ -1,0 +1,94 @@
+"""``ov2-ros eval``: score a replay against annotations.json, or compare two tokenization modes on one bag.
+
+    ov2-ros eval RESULTS --gt annotations.json [--out DIR]
+    ov2-ros eval --compare codec uniform --bag BAG --gt annotations.json [--query Q] [--canvases N] [--out DIR]
+
+Both print a metric table and write report.html (+ PNGs) and metrics.json / comparison.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from ov2_ros.commands.replay import add_replay_arguments, replay_config
+
+HELP = "score replay results against annotations.json (JumpScore, grounding, tracks, J&F, latency), or --compare modes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", type=Path, nargs="?", help="a replay folder or its results.json")
+    parser.add_argument("--gt", type=Path, required=True, help="annotations.json (see docs/annotations.md)")
+    parser.add_argument("--compare", nargs=2, metavar=("MODE_A", "MODE_B"), choices=("codec", "uniform", "hybrid"),
+                        help="replay --bag in both modes at the same --canvases budget and report A - B")
+    parser.add_argument("--bag", type=Path, help="with --compare: the rosbag2 folder to replay")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="report folder (default: RESULTS/report, or BAG_compare with --compare)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON line instead of a table")
+    add_replay_arguments(parser, query_required=False)
+
+
+def format_table(columns: dict[str, dict[str, float]], diff: bool = False) -> str:
+    """Metrics as rows, one column per mode (and A - B when ``diff``)."""
+    names = sorted({k for c in columns.values() for k in c})
+    heads = list(columns) + (["diff"] if diff else [])
+    rows = [["metric", *heads]]
+    for k in names:
+        vals = [columns[c].get(k) for c in columns]
+        if diff:
+            vals.append(vals[0] - vals[1] if None not in vals[:2] else None)
+        rows.append([k, *("-" if v is None else f"{v:.4g}" if math.isfinite(v) else str(v) for v in vals)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ov2_ros.eval.annotations import load_annotations
+    from ov2_ros.eval.errors import EvalError
+
+    annotations = load_annotations(args.gt)
+    if args.compare:
+        if args.bag is None or args.results is not None:
+            raise EvalError("--compare replays a bag: give --bag BAG and no RESULTS")
+        return _compare(args, annotations)
+    if args.results is None:
+        raise EvalError("give RESULTS (a replay folder) or --compare MODE_A MODE_B --bag BAG")
+    return _evaluate(args, annotations)
+
+
+def _evaluate(args: argparse.Namespace, annotations) -> int:
+    from ov2_ros.eval.report import ReportEntry, write_report
+    from ov2_ros.eval.results import load_results
+    from ov2_ros.eval.scoring import evaluate
+
+    results = load_results(args.results)
+    replay_dir = args.results if args.results.is_dir() else args.results.parent
+    gt = annotations.for_name(results.name)
+    evaluation = evaluate(results, gt, replay_dir)
+    out = args.out or replay_dir / "report"
+    report = write_report([ReportEntry(results, replay_dir, evaluation)], gt, out)
+    (out / "metrics.json").write_text(json.dumps({"name": results.name, "mode": results.mode, "task": gt.task,
+                                                  "metrics": evaluation.metrics}, indent=1))
+    if args.json:
+        print(json.dumps(evaluation.metrics))
+    else:
+        print(format_table({results.mode: evaluation.metrics}))
+        print(f"report: {report}")
+    return 0
+
+
+def _compare(args: argparse.Namespace, annotations) -> int:
+    from ov2_ros.eval.compare import compare_modes
+
+    gt = annotations.for_name(args.bag.resolve().name)
+    out = args.out or args.bag.parent / f"{args.bag.name}_compare"
+    comparison = compare_modes(args.bag, gt, tuple(args.compare), out,
+                               replay_config(args, args.compare[0], args.query or gt.query), progress=not args.quiet)
+    if args.json:
+        print(json.dumps(comparison.to_json_dict()))
+    else:
+        print(format_table({e.results.mode: e.evaluation.metrics for e in comparison.entries}, diff=True))
+        print(f"report: {comparison.report}")
+    return 0
