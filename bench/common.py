@@ -74,6 +74,30 @@ def ratio(value: float, baseline: float) -> float | None:
     return float(value) / float(baseline)
 
 
+def pyav_decode_floor(aus: Iterable[bytes], thread_count: int = 2, codec: str = "h264") -> int:
+    """The least any consumer of MVs and luma must do, as a baseline: decode every Annex-B AU with a bare PyAV
+    ``CodecContext`` (``flags2=+export_mvs``, FRAME threads as the tokenizer's default), take each frame's Y-plane
+    view and MV array, and nothing else (no validation, gating or stamps). Returns the number of frames."""
+    import av
+
+    from ov2_ros.codec.decoder import luma_view, motion_vectors
+
+    ctx = av.CodecContext.create(codec, "r")
+    ctx.options = {"flags2": "+export_mvs"}
+    ctx.thread_type, ctx.thread_count = "FRAME", thread_count
+    frames = 0
+    for au in [*aus, None]:                      # None flushes the frames still in the threads / reorder buffer
+        packet = None
+        if au is not None:
+            packet = av.Packet(len(au))          # never av.Packet(bytes) with frame threads: deadlocks on free
+            packet.update(au)
+        for frame in ctx.decode(packet):
+            luma_view(frame)
+            motion_vectors(frame)
+            frames += 1
+    return frames
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Run: ``make bench-tokenizer`` (or ``.venv/bin/python bench/tokenizer.py [--repea
 writes ``bench/results/tokenizer.json``. Every comparison is against a baseline measured in the same run:
 
 1. throughput (frames/s) of ``CodecTokenizer.push`` over every AU + ``flush`` at 720p and 1080p, vs the PyAV
-   decode+MV floor (CodecContext with export_mvs, Y-plane view and MV array per frame, nothing else);
+   decode+MV floor (``common.pyav_decode_floor``: export_mvs, Y-plane view and MV array per frame, nothing else);
 2. wall time of ``ov2-ros tokenize --canvases 32`` vs the official offline tool ``cv-preinfer`` (codec-video-prep
    0.2.5, in ``.venv-bench``) on the same files, both as command lines that write their canvases;
 3. per-AU ``push`` latency p50/p99 at 1080p;
@@ -22,13 +22,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
-from ov2_ros.codec.decoder import luma_view, motion_vectors  # noqa: E402
 from ov2_ros.codec.source import iter_access_units  # noqa: E402
 from ov2_ros.codec.tokenizer import CodecTokenizer, tokenize_file  # noqa: E402
 from ov2_ros.codec.types import TokenizerConfig  # noqa: E402
@@ -68,28 +66,6 @@ def load_aus(path: Path) -> list[tuple[bytes, float]]:
 # 1 + 3. Throughput vs the decode floor, per-AU latency
 # ---------------------------------------------------------------------------------------------------------------
 
-def decode_floor(aus: list[tuple[bytes, float]], thread_count: int = 2) -> int:
-    """The least any tokenizer must do: decode every AU with MV export and touch each frame's luma and MVs.
-    Same threading as the tokenizer's default (FRAME threads, 2). Returns the number of frames."""
-    ctx = av.CodecContext.create("h264", "r")
-    ctx.options = {"flags2": "+export_mvs"}
-    ctx.thread_type = "FRAME"
-    ctx.thread_count = thread_count
-    frames = 0
-    for au, _ in aus:
-        packet = av.Packet(len(au))
-        packet.update(au)
-        for frame in ctx.decode(packet):
-            luma_view(frame)
-            motion_vectors(frame)
-            frames += 1
-    for frame in ctx.decode(None):
-        luma_view(frame)
-        motion_vectors(frame)
-        frames += 1
-    return frames
-
-
 def stream_tokenizer(aus: list[tuple[bytes, float]], config: TokenizerConfig):
     """Push every AU (stamped with its file time) through a fresh ``CodecTokenizer`` as a live node would, then
     flush. Returns (the tokenizer's stats: frames, groups, decode/tokenize seconds; wall seconds of each push)."""
@@ -111,12 +87,13 @@ def bench_throughput(clips: dict[str, Path], repeats: int) -> tuple[dict, dict]:
     for name, path in clips.items():
         aus = load_aus(path)
         floor_s, tok_s, latencies = [], [], []
-        frames_floor = decode_floor(aus)                     # warm-up: page cache, codec init
+        bare = [au for au, _ in aus]
+        frames_floor = common.pyav_decode_floor(bare)        # warm-up: page cache, codec init
         frames_tok = stream_tokenizer(aus, config)[0].frames
         stats = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            decode_floor(aus)
+            common.pyav_decode_floor(bare)
             floor_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             st, lat = stream_tokenizer(aus, config)
@@ -374,9 +351,12 @@ def goal_checks(throughput: dict, latency: dict, reference: dict, recall: dict) 
     def met(value, ok):
         return {"value": value, "met": None if value is None else bool(ok(value))}
 
+    # The speed goals are set for 720p/1080p (bikes.mp4 is 640x272: its floor is so fast that any fixed per-frame
+    # work at canvas size dominates; it is reported, not judged).
     goals = {f"throughput_ratio_vs_floor>=0.7 [{n}]": met(r["ratio_vs_floor"], lambda v: v >= 0.7)
-             for n, r in throughput.items()}
-    goals.update({f"push_p99_ms<20 [{n}]": met(s["p99_ms"], lambda v: v < 20) for n, s in latency.items()})
+             for n, r in throughput.items() if n.endswith(("720p", "1080p"))}
+    goals.update({f"push_p99_ms<20 [{n}]": met(s["p99_ms"], lambda v: v < 20)
+                  for n, s in latency.items() if n.endswith("1080p")})
     goals.update({f"speedup_vs_cv_preinfer>=2 [{n}]": met(r.get("speedup_vs_reference"), lambda v: v >= 2)
                   for n, r in reference.get("clips", {}).items()})
     for budget, row in recall.get("pooled", {}).items():
