@@ -14,7 +14,9 @@ import av
 import numpy as np
 
 from ov2_ros.codec.errors import BitstreamError, DecodeError
-from ov2_ros.codec.nal import Codec, EntryGate, _check_codec, validate_access_unit
+from ov2_ros.codec.nal import (
+    Codec, EntryGate, _check_codec, count_pictures, split_access_units, validate_access_unit,
+)
 from ov2_ros.codec.types import DecodedFrame
 
 Threads = Literal["frame", "slice", "none"]
@@ -37,7 +39,7 @@ _PENDING_LIMIT = 256   # AUs whose frame never came out (errors) are forgotten a
 class DecoderStats:
     """Counters since the decoder was created."""
 
-    aus_in: int = 0               # every AU offered to decode()
+    aus_in: int = 0               # every AU offered to decode() (a message holding n pictures counts n)
     aus_gated: int = 0            # skipped while waiting for an entry point (IDR + parameter sets)
     aus_bad: int = 0              # rejected by validation or by FFmpeg
     frames_out: int = 0
@@ -110,17 +112,21 @@ class StreamDecoder:
     def decode(self, au: bytes, stamp: Any = None) -> list[DecodedFrame]:
         """Feed one access unit; return the frames it completed, in output order (maybe none, maybe earlier AUs').
 
-        Raises ``BitstreamError`` for bytes that are not an AU and ``DecodeError`` when FFmpeg rejects one; the
-        decoder stays usable in both cases and the caller decides whether to skip. Damage FFmpeg can conceal (a
-        truncated or bit-flipped slice) raises nothing: the frame comes out with ``corrupt=True``.
+        Bytes holding several pictures (a sender that batched AUs) are split and decoded one by one, all with this
+        ``stamp``. Raises ``BitstreamError`` for bytes that are not an AU and ``DecodeError`` when FFmpeg rejects
+        one; the decoder stays usable in both cases and the caller decides whether to skip. Damage FFmpeg can
+        conceal (a truncated or bit-flipped slice) raises nothing: the frame comes out with ``corrupt=True``.
         """
         self._check_open()
-        self._counts["aus_in"] += 1
         try:
             nals = validate_access_unit(au, self.codec)
             au = bytes(au)
+            if count_pictures(nals, self.codec) > 1:     # FFmpeg would decode only the first of them
+                return [f for part in split_access_units(au, self.codec) for f in self.decode(part, stamp)]
+            self._counts["aus_in"] += 1
             data = self.gate.admit(nals, au)
         except BitstreamError:
+            self._counts["aus_in"] += 1
             self._counts["aus_bad"] += 1
             raise
         bits = 8 * len(au)

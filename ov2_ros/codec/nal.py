@@ -131,6 +131,16 @@ def first_mb_in_slice(nal: bytes) -> int:
     return BitReader(remove_emulation_prevention(nal[1:1 + _PEEK_BYTES]), "slice header").ue()
 
 
+def is_vcl(kind: int, codec: Codec) -> bool:
+    """Whether a nal_unit_type carries slice data."""
+    return kind in H264_VCL if codec == "h264" else kind < 32
+
+
+def count_pictures(nals, codec: Codec) -> int:
+    """How many pictures ``nals`` start (first slices). One access unit holds exactly one."""
+    return sum(is_vcl(nal_type(n, codec), codec) and starts_new_picture(n, codec) for n in nals)
+
+
 def starts_new_picture(nal: bytes, codec: Codec) -> bool:
     """Whether a VCL NAL is the first slice of a picture (H.264: first_mb_in_slice == 0; HEVC: first_slice flag)."""
     if codec == "h264":
@@ -274,7 +284,7 @@ class AnnexBParser:
         if not head:
             return
         kind = nal_type(head, self.codec)
-        vcl = kind in H264_VCL if self.codec == "h264" else kind < 32
+        vcl = is_vcl(kind, self.codec)
         openers = H264_AU_OPENERS if self.codec == "h264" else HEVC_AU_OPENERS
         try:
             opens = kind in openers or (vcl and starts_new_picture(head, self.codec))
@@ -303,8 +313,8 @@ class AnnexBParser:
             self._pending -= cut
 
 
-def iter_access_units_from_bytes(stream: bytes, codec: Codec = "h264") -> list[bytes]:
-    """Split a whole Annex-B elementary stream into access units."""
+def split_access_units(stream: bytes, codec: Codec = "h264") -> list[bytes]:
+    """Split a whole Annex-B elementary stream (or a message holding several pictures) into access units."""
     parser = AnnexBParser(codec)
     return parser.feed(stream) + parser.flush()
 # --- validation ---------------------------------------------------------------------------------------------------

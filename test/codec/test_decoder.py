@@ -167,6 +167,14 @@ def test_unreadable_sps_is_rejected_and_not_cached(clip_factory):
     assert stamps[:20] == list(range(20)) and stamps[-20:] == list(range(40, 60))
 
 
+def test_message_batching_several_pictures_is_split_not_truncated(small_clip):
+    aus = list(small_clip.aus[:20])
+    batched = [aus[0], aus[1] + aus[2] + aus[3], *aus[4:]]          # FFmpeg alone would keep only the first
+    frames, stats = decode_all(batched)
+    assert [f.stamp for f in frames] == [0, 1, 1, 1, *range(2, 18)]
+    assert [f.bits for f in frames[1:4]] == [8 * len(au) for au in aus[1:4]] and stats.aus_in == 20
+
+
 def test_time_from_fps_hint_float_stamps_ros_times_or_default(small_clip):
     from builtin_interfaces.msg import Time   # the ROS message type only, no rclpy
 

@@ -9,8 +9,9 @@ import pytest
 
 from ov2_ros.codec.errors import BitstreamError, UnsupportedFormatError
 from ov2_ros.codec.nal import (
-    H264_IDR, H264_PPS, H264_SPS, AnnexBParser, BitReader, EntryGate, first_mb_in_slice, join_nal_units, nal_type_h264,
-    nal_type_hevc, parse_sps_resolution, remove_emulation_prevention, split_nal_units, validate_access_unit,
+    H264_IDR, H264_PPS, H264_SPS, AnnexBParser, BitReader, EntryGate, count_pictures, first_mb_in_slice,
+    join_nal_units, nal_type_h264, nal_type_hevc, parse_sps_resolution, remove_emulation_prevention,
+    split_access_units, split_nal_units, validate_access_unit,
 )
 from ov2_ros.errors import Ov2Error
 
@@ -83,6 +84,14 @@ def test_first_mb_in_slice_marks_the_first_slice_of_each_picture(small_clip):
         firsts = [first_mb_in_slice(n) for n in slices]
         assert len(slices) > 1 and firsts[0] == 0 and all(0 < m for m in firsts[1:])
         assert firsts == sorted(firsts)
+
+
+def test_count_pictures_and_split_access_units(small_clip, hevc_aus):
+    assert [count_pictures(split_nal_units(au), "h264") for au in small_clip.aus[:3]] == [1, 1, 1]
+    batch = b"".join(small_clip.aus[:3])
+    assert count_pictures(split_nal_units(batch), "h264") == 3
+    assert split_access_units(batch) == list(small_clip.aus[:3])
+    assert split_access_units(b"".join(hevc_aus[:4]), "hevc") == hevc_aus[:4]
 
 
 def test_emulation_prevention_and_exp_golomb():
