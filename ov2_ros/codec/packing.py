@@ -146,6 +146,22 @@ def _untile(tiles: np.ndarray, grid: CanvasGrid) -> np.ndarray:
         grid.height, grid.width, ch)
 
 
+def _sorted_blocks(blocks: np.ndarray, grid: CanvasGrid) -> np.ndarray:
+    blocks = np.asarray(blocks, dtype=np.int32).reshape(-1, 3)
+    if len(blocks) > grid.num_blocks:
+        raise ConfigError(f"{len(blocks)} blocks do not fit a canvas of {grid.num_blocks} tiles")
+    return blocks[np.lexsort((blocks[:, 2], blocks[:, 1], blocks[:, 0]))]
+
+
+def _pack_plane(blocks: np.ndarray, which: np.ndarray, stack: np.ndarray, grid: CanvasGrid, fill: int) -> np.ndarray:
+    """Tiles ``(which[i], r_i, c_i)`` of ``stack`` (n, H, W, C) into tiles 0, 1, ... of one (H, W, C) plane."""
+    b = 2 * grid.patch
+    tiles = np.full((grid.num_blocks, b, b, stack.shape[-1]), fill, dtype=np.uint8)
+    if len(blocks):
+        tiles[: len(blocks)] = _tiles(stack, grid)[which, blocks[:, 1], blocks[:, 2]]
+    return _untile(tiles, grid)
+
+
 def pack_blocks(blocks: np.ndarray, images: dict[int, np.ndarray], grid: CanvasGrid) -> tuple[np.ndarray, np.ndarray]:
     """Pack selected blocks into one P-canvas.
 
@@ -153,17 +169,39 @@ def pack_blocks(blocks: np.ndarray, images: dict[int, np.ndarray], grid: CanvasG
     size, for every ``t`` in ``blocks``. Returns ``pixels`` (H, W, 3) uint8 and ``positions`` (H/p * W/p, 3) int32,
     blocks sorted by (t, r, c), padding black / (-1, -1, -1).
     """
-    blocks = np.asarray(blocks, dtype=np.int32).reshape(-1, 3)
-    if len(blocks) > grid.num_blocks:
-        raise ConfigError(f"{len(blocks)} blocks do not fit a canvas of {grid.num_blocks} tiles")
-    blocks = blocks[np.lexsort((blocks[:, 2], blocks[:, 1], blocks[:, 0]))]
-    b = 2 * grid.patch
-    tiles = np.zeros((grid.num_blocks, b, b, 3), dtype=np.uint8)
-    if len(blocks):
-        frames, which = np.unique(blocks[:, 0], return_inverse=True)
-        stack = np.stack([images[int(t)] for t in frames])
-        tiles[: len(blocks)] = _tiles(stack, grid)[which, blocks[:, 1], blocks[:, 2]]
-    return _untile(tiles, grid), pad_positions(block_positions(blocks), grid)
+    blocks = _sorted_blocks(blocks, grid)
+    frames, which = np.unique(blocks[:, 0], return_inverse=True)
+    stack = (np.stack([images[int(t)] for t in frames]) if len(frames)
+             else np.zeros((0, grid.height, grid.width, 3), np.uint8))
+    return _pack_plane(blocks, which, stack, grid, 0), pad_positions(block_positions(blocks), grid)
+
+
+def pack_blocks_yuv(blocks: np.ndarray, images: dict[int, np.ndarray], grid: CanvasGrid) -> tuple[np.ndarray, np.ndarray]:
+    """``pack_blocks`` from canvas-size I420 images ((H * 3/2, W) uint8, see ``canvas_yuv``): the Y, U and V planes
+    are packed separately and the canvas is converted to RGB once, instead of converting every contributing frame.
+    Same result as converting first: tiles are 2p px (even), so no chroma sample straddles two tiles."""
+    if grid.patch % 2:
+        return pack_blocks(blocks, {t: yuv_to_rgb(img) for t, img in images.items()}, grid)
+    blocks = _sorted_blocks(blocks, grid)
+    frames, which = np.unique(blocks[:, 0], return_inverse=True)
+    h, w = grid.size
+    half = CanvasGrid(h // 2, w // 2, grid.patch // 2)
+    planes = [np.stack([i420_planes(images[int(t)])[k] for t in frames])[..., None] if len(frames)
+              else np.zeros((0, *(grid.size if k == 0 else half.size), 1), np.uint8) for k in range(3)]
+    out = np.empty((h * 3 // 2, w), dtype=np.uint8)
+    y, u, v = i420_planes(out)
+    y[:] = _pack_plane(blocks, which, planes[0], grid, 0)[..., 0]       # Y=0, U=V=128: black in BT.601
+    u[:] = _pack_plane(blocks, which, planes[1], half, 128)[..., 0]
+    v[:] = _pack_plane(blocks, which, planes[2], half, 128)[..., 0]
+    return yuv_to_rgb(out), pad_positions(block_positions(blocks), grid)
+
+
+def i420_planes(yuv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views (H, W), (H/2, W/2), (H/2, W/2) of the Y, U, V planes of an I420 image (H * 3/2, W)."""
+    h, w = yuv.shape[0] * 2 // 3, yuv.shape[1]
+    flat = yuv.reshape(-1)
+    q = (h // 2) * (w // 2)
+    return (yuv[:h], flat[h * w: h * w + q].reshape(h // 2, w // 2), flat[h * w + q:].reshape(h // 2, w // 2))
 
 
 def pack_frame(t: int, image: np.ndarray, grid: CanvasGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -187,15 +225,17 @@ def patchify(pixels: np.ndarray, patch: int = 14) -> np.ndarray:
 # group closes; RGB is made only for frames that land on a canvas.
 
 def resize_plane(plane: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 (h, w) plane -> (height, width) by area averaging; a 2x stride first when the plane is >= 2x larger
-    (halves the work; area-averaging the rest hides the aliasing)."""
+    """uint8 (h, w) plane -> (height, width): exact 2x area halvings while the plane is at least twice the target
+    (cv2's SIMD fast path: 0.03 ms for 720p), then one bilinear step of less than 2x. A single non-integer area
+    resize costs 2-6 ms at 720p/1080p, and every frame of the stream passes here."""
     import cv2
 
     while plane.shape[0] >= 2 * height and plane.shape[1] >= 2 * width:
-        plane = plane[::2, ::2]
+        h2, w2 = plane.shape[0] // 2, plane.shape[1] // 2
+        plane = cv2.resize(plane[: 2 * h2, : 2 * w2], (w2, h2), interpolation=cv2.INTER_AREA)
     if plane.shape[:2] == (height, width):
         return np.ascontiguousarray(plane)
-    return cv2.resize(np.ascontiguousarray(plane), (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.resize(plane, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def plane_view(plane, width: int, height: int) -> np.ndarray:
@@ -214,8 +254,8 @@ def canvas_yuv(luma: np.ndarray, av_frame, grid: CanvasGrid) -> np.ndarray:
     cw, ch = (av_frame.width + 1) // 2, (av_frame.height + 1) // 2
     u = resize_plane(plane_view(av_frame.planes[1], cw, ch), h // 2, w // 2)
     v = resize_plane(plane_view(av_frame.planes[2], cw, ch), h // 2, w // 2)
-    out[h: h + h // 4] = u.reshape(h // 4, w)
-    out[h + h // 4:] = v.reshape(h // 4, w)
+    _, out_u, out_v = i420_planes(out)
+    out_u[:], out_v[:] = u, v
     return out
 
 

@@ -1,20 +1,23 @@
 """Per-patch saliency from what the codec already computed: motion vectors and motion-compensated residuals.
 
-For each decoded frame, at canvas resolution (``CanvasGrid``):
+Each decoded frame is analysed at *half* canvas resolution (``analysis_grid``: the canvas grid with 7-px patches
+for 14-px ones; per-patch statistics barely change and every array op gets 4x cheaper):
 
 - **motion**: the exported MVs are rasterised onto a field of 8x8-source-pixel cells (``bincount`` over the cells each
   MV block covers, so no Python loop over MVs); the per-cell mean magnitude, in canvas pixels, is averaged per patch.
-- **residual**: the previous frame's canvas luma is warped by the past-reference MVs (``cv2.remap``) and compared with
+- **residual**: the previous frame's luma is warped by the past-reference MVs (``cv2.remap``) and compared with
   this frame: mean |luma - warped| per patch, minus a coding-noise allowance. Intra frames (no MVs) compare with the
   unwarped previous frame, so a cut lights up everywhere.
 - Each is divided by a robust scale (its ``percentile`` over the frame, never below a floor: a quiet frame keeps small
   scores instead of having its noise stretched to 1), clipped, and fused by a weighted sum.
 - Block score = sum of the fused score over each 2x2 patch block.
 
-Shapes: canvas luma (H, W) uint8; patch maps (H/p, W/p) float32; block maps (H/2p, W/2p) float32.
+Shapes: analysis luma (H/2, W/2) uint8 for an (H, W) canvas; patch maps (H/p, W/p) float32 (one value per canvas
+patch); block maps (H/2p, W/2p) float32.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,9 +48,12 @@ class FrameSaliency:
 
 
 def patch_mean(image: np.ndarray, patch: int) -> np.ndarray:
-    """(H, W) -> (H/p, W/p) mean over each patch."""
+    """(H, W) -> (H/p, W/p) float32 mean over each patch (cv2's integer-ratio area resize: exact, and ~25x faster
+    than a numpy reduction)."""
+    import cv2
+
     h, w = image.shape
-    return image.reshape(h // patch, patch, w // patch, patch).mean(axis=(1, 3), dtype=np.float32)
+    return cv2.resize(image.astype(np.float32, copy=False), (w // patch, h // patch), interpolation=cv2.INTER_AREA)
 
 
 def block_sum(patches: np.ndarray) -> np.ndarray:
@@ -57,7 +63,10 @@ def block_sum(patches: np.ndarray) -> np.ndarray:
 
 
 def robust_normalise(x: np.ndarray, percentile: float, floor: float, clip: float) -> np.ndarray:
-    scale = max(float(np.percentile(x, percentile)), floor)
+    """``x / max(percentile of x, floor)``, capped at ``clip``. The percentile is a nearest-rank order statistic."""
+    flat = x.reshape(-1)
+    k = min(len(flat) - 1, max(0, int(round(percentile / 100.0 * (len(flat) - 1)))))
+    scale = max(float(np.partition(flat, k)[k]), floor)
     return np.minimum(x / scale, clip).astype(np.float32, copy=False)
 
 
@@ -67,10 +76,13 @@ class MotionField:
     ``__call__(mvs) -> (flow (H, W, 2) float32 canvas px towards the past reference, magnitude (H, W) float32)``.
     """
 
-    def __init__(self, src_height: int, src_width: int, grid: CanvasGrid):
+    def __init__(self, src_height: int, src_width: int, grid: CanvasGrid, magnitude_scale: float | None = None):
+        """``grid``: where the field is sampled (flow in its pixels); ``magnitude_scale``: source px -> the unit of the
+        magnitude (default: ``grid`` pixels)."""
         self.src_size = (src_height, src_width)
         self.cells = (-(-src_height // MV_CELL), -(-src_width // MV_CELL))
         self.scale = np.array([grid.width / src_width, grid.height / src_height], dtype=np.float32)
+        self.magnitude_scale = float(self.scale.mean()) if magnitude_scale is None else magnitude_scale
         # canvas pixel centre -> source cell (nearest), once per size, as cv2.remap maps (exact integer cells)
         ys = ((np.arange(grid.height) + 0.5) * src_height / grid.height // MV_CELL).astype(np.float32)
         xs = ((np.arange(grid.width) + 0.5) * src_width / grid.width // MV_CELL).astype(np.float32)
@@ -78,79 +90,106 @@ class MotionField:
         self._map_y = np.ascontiguousarray(np.broadcast_to(ys[:, None], (grid.height, grid.width)))
 
     def cell_means(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(cells, 2) mean past-reference motion (source px) and (cells,) mean magnitude over every MV, per cell."""
+        """(cells, 2) mean past-reference motion (source px) and (cells,) mean magnitude, per cell, over the MVs that
+        move (zero vectors, most of a still scene, are dropped first: they add nothing to a sum)."""
         ch, cw = self.cells
         n_cells = ch * cw
+        flow = np.zeros((n_cells, 2), np.float32)
+        magnitude = np.zeros(n_cells, np.float32)
         if mvs is None or len(mvs) == 0:
-            return np.zeros((n_cells, 2), np.float32), np.zeros(n_cells, np.float32)
+            return flow, magnitude
+        mvs = mvs[(mvs["motion_x"] != 0) | (mvs["motion_y"] != 0)]
+        if len(mvs) == 0:
+            return flow, magnitude
         scale = np.maximum(mvs["motion_scale"].astype(np.float32), 1.0)
-        mx = mvs["motion_x"].astype(np.float32) / scale
-        my = mvs["motion_y"].astype(np.float32) / scale
-        bw = np.maximum(mvs["w"].astype(np.int64), 1)
-        bh = np.maximum(mvs["h"].astype(np.int64), 1)
-        x0 = (mvs["dst_x"].astype(np.int64) - bw // 2) // MV_CELL
-        y0 = (mvs["dst_y"].astype(np.int64) - bh // 2) // MV_CELL
+        mx = mvs["motion_x"] / scale
+        my = mvs["motion_y"] / scale
+        bw, bh = mvs["w"].astype(np.int32), mvs["h"].astype(np.int32)
+        x0 = (mvs["dst_x"] - bw // 2) // MV_CELL
+        y0 = (mvs["dst_y"] - bh // 2) // MV_CELL
         nx, ny = np.maximum(bw // MV_CELL, 1), np.maximum(bh // MV_CELL, 1)
-        dx, dy = np.meshgrid(np.arange(int(nx.max())), np.arange(int(ny.max())))
+        dx, dy = self._offsets(int(nx.max()), int(ny.max()))
         # every (MV, covered cell) pair, as flat cell indices
-        cx, cy = x0[:, None] + dx.reshape(1, -1), y0[:, None] + dy.reshape(1, -1)
-        ok = (dx.reshape(1, -1) < nx[:, None]) & (dy.reshape(1, -1) < ny[:, None])
-        ok &= (cx >= 0) & (cx < cw) & (cy >= 0) & (cy < ch)
+        cx, cy = x0[:, None] + dx, y0[:, None] + dy
+        ok = (dx < nx[:, None]) & (dy < ny[:, None]) & (cx >= 0) & (cx < cw) & (cy >= 0) & (cy < ch)
         mv_of, cell = np.nonzero(ok)[0], (cy * cw + cx)[ok]
-        mag = np.hypot(mx, my)[mv_of]
-        count = np.bincount(cell, minlength=n_cells).astype(np.float32)
-        magnitude = np.bincount(cell, weights=mag, minlength=n_cells) / np.maximum(count, 1)
+        count = np.bincount(cell, minlength=n_cells)
+        magnitude[:] = np.bincount(cell, weights=np.hypot(mx, my)[mv_of], minlength=n_cells) / np.maximum(count, 1)
         past = mvs["source"][mv_of] < 0
-        pcount = np.maximum(np.bincount(cell[past], minlength=n_cells), 1)
-        flow = np.stack([np.bincount(cell[past], weights=mx[mv_of][past], minlength=n_cells) / pcount,
-                         np.bincount(cell[past], weights=my[mv_of][past], minlength=n_cells) / pcount], axis=1)
-        return flow.astype(np.float32), magnitude.astype(np.float32)
+        cell, mv_of = cell[past], mv_of[past]
+        pcount = np.maximum(np.bincount(cell, minlength=n_cells), 1)
+        flow[:, 0] = np.bincount(cell, weights=mx[mv_of], minlength=n_cells) / pcount
+        flow[:, 1] = np.bincount(cell, weights=my[mv_of], minlength=n_cells) / pcount
+        return flow, magnitude
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def _offsets(nx: int, ny: int) -> tuple[np.ndarray, np.ndarray]:
+        """(1, nx*ny) cell offsets (dx, dy) covering the largest MV block."""
+        dx, dy = np.meshgrid(np.arange(nx, dtype=np.int32), np.arange(ny, dtype=np.int32))
+        return dx.reshape(1, -1), dy.reshape(1, -1)
 
     def __call__(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import cv2
 
         flow, magnitude = self.cell_means(mvs)
         ch, cw = self.cells
-        cells = np.concatenate([flow * self.scale, magnitude[:, None] * float(self.scale.mean())], axis=1)
+        cells = np.concatenate([flow * self.scale, magnitude[:, None] * self.magnitude_scale], axis=1)
         canvas = cv2.remap(cells.reshape(ch, cw, 3), self._map_x, self._map_y, cv2.INTER_NEAREST)
         return canvas[..., :2], canvas[..., 2]
 
 
+def analysis_grid(grid: CanvasGrid) -> CanvasGrid:
+    """The grid saliency works on: half the canvas (patches of p/2 px) when the patch size is even, else the canvas."""
+    if grid.patch % 2:
+        return grid
+    return CanvasGrid(grid.height // 2, grid.width // 2, grid.patch // 2)
+
+
 class SaliencyScorer:
-    """Scores frames of one source size on one canvas grid. Stateless across frames: the caller passes the
-    previous canvas luma, so resets (cuts, resolution changes) stay in one place."""
+    """Scores frames of one source size on one canvas grid. Stateless across frames: the caller keeps the previous
+    frame's ``analysis_luma``, so resets (cuts, resolution changes) stay in one place."""
 
     def __init__(self, src_height: int, src_width: int, grid: CanvasGrid, config: SaliencyConfig = SaliencyConfig()):
         import cv2
 
         self.grid, self.config = grid, config
-        self.motion = MotionField(src_height, src_width, grid)
-        gx, gy = np.meshgrid(np.arange(grid.width, dtype=np.float32), np.arange(grid.height, dtype=np.float32))
+        self.analysis = analysis_grid(grid)
+        self.motion = MotionField(src_height, src_width, self.analysis,
+                                  magnitude_scale=(grid.width / src_width + grid.height / src_height) / 2)
+        a = self.analysis
+        gx, gy = np.meshgrid(np.arange(a.width, dtype=np.float32), np.arange(a.height, dtype=np.float32))
         self._base = np.stack([gx, gy], axis=-1)
         self._cv2 = cv2
 
+    def analysis_luma(self, canvas_luma: np.ndarray) -> np.ndarray:
+        """(H, W) canvas luma -> (H/2, W/2) uint8 (area average; cv2's exact-2x fast path)."""
+        a = self.analysis
+        if a is self.grid:
+            return canvas_luma
+        return self._cv2.resize(canvas_luma, (a.width, a.height), interpolation=self._cv2.INTER_AREA)
+
     def warp(self, previous: np.ndarray, flow: np.ndarray) -> np.ndarray:
-        """Motion-compensated prediction of this frame from ``previous`` (H, W) uint8 with ``flow`` (H, W, 2)."""
+        """Motion-compensated prediction of this frame from ``previous`` (h, w) uint8 with ``flow`` (h, w, 2)."""
         cv2 = self._cv2
         return cv2.remap(previous, self._base + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def score(self, luma: np.ndarray, previous: np.ndarray | None, mvs: np.ndarray | None) -> FrameSaliency:
-        """``luma``, ``previous``: (H, W) uint8 canvas luma of this and the previous frame (None: stream start)."""
-        cfg, grid = self.config, self.grid
+        """``luma``, ``previous``: ``analysis_luma`` of this and the previous frame (None: stream start)."""
+        cfg, grid, patch = self.config, self.grid, self.analysis.patch
         if previous is None:
             zeros = np.zeros((grid.rows, grid.cols), np.float32)
             return FrameSaliency(zeros, block_sum(zeros), 0.0)
-        change = float(self._cv2.absdiff(luma, previous).mean())
+        diff = self._cv2.absdiff(luma, previous)
+        change = float(diff.mean())
         if mvs is None or len(mvs) == 0:          # intra: everything is new relative to the unwarped past
-            flow = magnitude = None
-            predicted = previous
+            magnitude = None
         else:
             flow, magnitude = self.motion(mvs)
-            predicted = self.warp(previous, flow)
-        residual = patch_mean(self._cv2.absdiff(luma, predicted), grid.patch)
-        residual = np.maximum(residual - cfg.residual_noise, 0.0)
+            diff = self._cv2.absdiff(luma, self.warp(previous, flow))
+        residual = np.maximum(patch_mean(diff, patch) - cfg.residual_noise, 0.0)
         fused = cfg.residual_weight * robust_normalise(residual, cfg.percentile, cfg.residual_floor, cfg.clip)
         if magnitude is not None:
-            motion = patch_mean(magnitude, grid.patch)
+            motion = patch_mean(magnitude, patch)
             fused += cfg.motion_weight * robust_normalise(motion, cfg.percentile, cfg.motion_floor, cfg.clip)
         return FrameSaliency(fused, block_sum(fused), change)

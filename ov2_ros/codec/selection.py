@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ov2_ros.codec.packing import CanvasGrid, pack_blocks, pack_frame, yuv_to_rgb
+from ov2_ros.codec.packing import CanvasGrid, pack_blocks_yuv, pack_frame, yuv_to_rgb
 from ov2_ros.codec.types import Canvas
 
 MIN_BLOCK_SCORE = 1.0   # fused saliency summed over a 2x2 block (each patch's score is at most 4)
@@ -110,12 +110,10 @@ def p_canvases(records: list[FrameRecord], n_canvases: int, grid: CanvasGrid, gr
     scores = (np.stack([r.blocks for r in scored]) if scored
               else np.zeros((0, grid.block_rows, grid.block_cols), np.float32))
     chosen = select_blocks(frames, scores, n_canvases, grid.num_blocks, grid.block_cols, lam)
-    used = np.unique(np.concatenate([c[:, 0] for c in chosen])) if chosen else np.zeros(0, np.int64)
-    by_index = {r.index: r for r in scored}
-    images = {int(t): by_index[int(t)].rgb() for t in used}     # RGB only for frames that contribute
+    images = {r.index: r.yuv for r in scored}
     out = []
     for sel in chosen:
-        pixels, positions = pack_blocks(sel, images, grid)
+        pixels, positions = pack_blocks_yuv(sel, images, grid)     # one YUV->RGB conversion per canvas
         out.append(Canvas("P", pixels, positions, group))
     return out
 

@@ -161,10 +161,10 @@ class CodecTokenizer:
             self._start(size)
         grid = self._grid
         yuv = self._canvas_yuv(frame, grid)
-        luma = yuv[: grid.height]
         key = frame.key_frame or frame.pict_type == "I"
-        change, blocks = 0.0, None
+        change, blocks, luma = 0.0, None, None
         if self._scorer is not None:
+            luma = self._scorer.analysis_luma(yuv[: grid.height])
             sal = self._scorer.score(luma, self._prev_luma, frame.mvs)
             change, blocks = sal.change, sal.blocks
         decision = self.grouper.push(frame.bits, key, change)

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ov2_ros.codec.packing import (CanvasGrid, block_positions, frame_blocks, pack_blocks, pack_frame, patchify,
-                                   smart_resize)
+from ov2_ros.codec.packing import (CanvasGrid, block_positions, frame_blocks, i420_planes, pack_blocks, pack_blocks_yuv,
+                                   pack_frame, patchify, resize_plane, smart_resize, yuv_to_rgb)
 from ov2_ros.errors import ConfigError
 
 
@@ -97,3 +97,27 @@ def test_frame_blocks_cover_grid():
     fb = frame_blocks(1, grid)
     assert fb.shape == (6, 3) and (fb[:, 0] == 1).all()
     assert len({(r, c) for _, r, c in fb}) == 6
+
+
+def test_yuv_packing_equals_rgb_packing():
+    """Packing I420 planes and converting once gives the same canvas as converting every frame first."""
+    grid = CanvasGrid(56, 84, 14)
+    rng = np.random.default_rng(1)
+    yuvs = {t: rng.integers(0, 256, (84, 84), dtype=np.uint8) for t in (2, 5)}
+    blocks = np.array([[5, 1, 2], [2, 0, 1], [5, 0, 0]])
+    a_pix, a_pos = pack_blocks_yuv(blocks, yuvs, grid)
+    b_pix, b_pos = pack_blocks(blocks, {t: yuv_to_rgb(v) for t, v in yuvs.items()}, grid)
+    np.testing.assert_array_equal(a_pix, b_pix)
+    np.testing.assert_array_equal(a_pos, b_pos)
+    assert not a_pix[28:, 28:].any()                # padding tiles are black after the conversion too
+    y, u, v = i420_planes(yuvs[2])
+    assert y.shape == (56, 84) and u.shape == v.shape == (28, 42)
+    assert np.shares_memory(u, yuvs[2]) and np.shares_memory(v, yuvs[2])
+
+
+def test_resize_plane_sizes():
+    plane = np.arange(1080 * 1920, dtype=np.uint32).astype(np.uint8).reshape(1080, 1920)
+    assert resize_plane(plane, 280, 504).shape == (280, 504)
+    assert resize_plane(plane[:121, :161], 112, 168).shape == (112, 168)     # odd sizes, upscale
+    flat = np.full((720, 1280), 77, np.uint8)
+    assert (resize_plane(flat, 280, 504) == 77).all()                        # averaging keeps a flat level

@@ -49,8 +49,9 @@ def test_empty_mvs_give_zero_field():
 
 
 def test_warp_compensates_a_known_shift():
-    grid = CanvasGrid(56, 56, 14)
-    scorer = SaliencyScorer(56, 56, grid)
+    grid = CanvasGrid(112, 112, 14)
+    scorer = SaliencyScorer(112, 112, grid)
+    assert scorer.analysis.size == (56, 56) and scorer.analysis.patch == 7        # saliency works at half size
     rng = np.random.default_rng(0)
     prev = rng.integers(0, 255, (56, 56), dtype=np.uint8)
     cur = np.roll(prev, 3, axis=1)                  # content moved 3 px right: cur(x) = prev(x - 3)
@@ -79,7 +80,7 @@ def _scores(clip):
     frames = [f for au in clip.aus for f in dec.decode(au)] + dec.flush()
     prev, out = None, []
     for f in frames:
-        luma = resize_plane(f.luma, grid.height, grid.width)
+        luma = scorer.analysis_luma(resize_plane(f.luma, grid.height, grid.width))
         out.append(scorer.score(luma, prev, f.mvs))
         prev = luma
     return grid, out
