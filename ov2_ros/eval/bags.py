@@ -65,7 +65,8 @@ def _open_reader(path: Path) -> Any:
     try:
         reader.open()
     except (ReaderError, KeyError, ValueError, OSError) as exc:
-        raise BagError(f"cannot read bag {path}: {exc}") from exc
+        # rosbags quotes YAML parser output over several lines; the CLI prints one
+        raise BagError(f"cannot read bag {path}: {' '.join(str(exc).split())}") from exc
     return reader
 
 

@@ -39,6 +39,10 @@ def compare_modes(bag: str | Path, gt: VideoAnnotation, modes: tuple[str, str], 
     if len(modes) != 2 or modes[0] == modes[1]:
         raise ValueError(f"compare needs two different modes, got {modes}")
     out_dir = Path(out_dir)
+    if runtime is None:     # one model for both runs: same weights, loaded once
+        from ov2_ros.model import load_runtime
+
+        runtime = load_runtime(config.model, device=config.device, max_new_tokens=config.max_new_tokens)
     entries = []
     for mode in modes:
         replay_dir = out_dir / mode

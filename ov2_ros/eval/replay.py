@@ -6,6 +6,7 @@ the push of the AU that closed its last group + the model + SAM2. Same bag + sam
 """
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -97,6 +98,11 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
 
     bag, out_dir = Path(bag), Path(out_dir)
     t_start = time.perf_counter()
+    # read the first message before loading any model, so a bad bag or topic fails fast
+    images = read_images(bag, config.topic)
+    first = next(images, None)
+    if first is None:
+        raise EvalError(f"bag {bag}: topic {config.topic} has no messages")
     pipeline = PerceptionPipeline(
         PipelineConfig(tokenizer=TokenizerConfig(mode=config.mode, window_canvases=config.canvases),
                        model=config.model, device=config.device, segment=config.segment, rerun="group",
@@ -137,7 +143,7 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
             if job is not None:
                 windows.append(_run_job(pipeline, job, push_s, sink, out_dir))
 
-        aus = access_units(tracked(read_images(bag, config.topic)), config.encode_fps, config.encode_gop)
+        aus = access_units(tracked(itertools.chain([first], images)), config.encode_fps, config.encode_gop)
         with tqdm(aus, total=count_messages(bag, config.topic), unit="msg", desc=f"replay {config.mode}",
                   disable=not progress, leave=False) as bar:
             for au, stamp_ns in bar:
@@ -145,8 +151,6 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
                 pushed = pipeline.push(au, SourceStamp.from_ns(stamp_ns))
                 if pushed.groups:
                     on_groups(pushed.groups, pushed.push_s, stamp_ns / 1e9)
-        if not source["stamps"]:
-            raise EvalError(f"bag {bag}: topic {config.topic} has no messages")
         t0 = time.perf_counter()
         flushed = pipeline.flush()
         if flushed:

@@ -7,15 +7,10 @@ from rosbags.rosbag2 import Reader
 
 from ov2_ros.codec.synth import event_frames
 from ov2_ros.eval.bags import typestore, write_image_bag
-from ov2_ros.eval.replay import ReplayConfig, SourceStamp, replay_bag
+from ov2_ros.eval.replay import SourceStamp, replay_bag
 from ov2_ros.eval.results import RESULTS_BAG, load_results
 
-T0_NS, FRAME_NS, TOPIC = 1_700_000_000_000_000_000, 33_333_333, "/camera/image/compressed"
-QUERY = "when: the red square moves"
-
-
-def _config(**kw):
-    return ReplayConfig(query=QUERY, canvases=8, segment=False, max_new_tokens=4, **kw)
+T0_NS = 1_700_000_000_000_000_000
 
 
 def _bag_messages(path):
@@ -23,16 +18,10 @@ def _bag_messages(path):
         return [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in reader.messages()]
 
 
-@pytest.fixture(scope="module")
-def mcap_replay(camera_bags, tiny_runtime, tmp_path_factory):
-    out = tmp_path_factory.mktemp("replay") / "codec"
-    return replay_bag(camera_bags["mcap"], out, _config(), progress=False, runtime=tiny_runtime), out
-
-
-def test_replay_covers_every_frame_and_window(mcap_replay, small_clip):
-    results, out = mcap_replay
+def test_replay_covers_every_frame_and_window(codec_replay, small_clip, stamps):
+    results, out = codec_replay
     assert results.num_frames == small_clip.num_frames
-    assert results.frame_stamps_ns == tuple(T0_NS + i * FRAME_NS for i in range(small_clip.num_frames))
+    assert results.frame_stamps_ns == tuple(stamps(small_clip.num_frames))
     # groups tile the stream; one window per group (offline replay drops none)
     bounds = [(g.start_frame, g.end_frame) for g in results.groups]
     assert bounds[0][0] == 0 and bounds[-1][1] == small_clip.num_frames
@@ -47,8 +36,8 @@ def test_replay_covers_every_frame_and_window(mcap_replay, small_clip):
     assert load_results(out) == results                      # results.json round-trips exactly
 
 
-def test_results_bag_has_answers_at_source_stamps(mcap_replay):
-    results, out = mcap_replay
+def test_results_bag_has_answers_at_source_stamps(codec_replay):
+    results, out = codec_replay
     messages = _bag_messages(out / RESULTS_BAG)
     assert {m[0] for m in messages} == {"/answer"}      # the random model's text never parses into points
     assert len(messages) == len(results.windows)
@@ -59,36 +48,35 @@ def test_results_bag_has_answers_at_source_stamps(mcap_replay):
         assert log_ns == results.frame_stamps_ns[last]      # logged at the source stamp of the window's newest frame
         assert payload["window"]["end_stamp"] == pytest.approx(results.frame_stamps_ns[last] / 1e9)
         assert payload["window"]["start_frame"] == window.start_frame
-        assert payload["query"] == QUERY and payload["task"] == "ground" and payload["latency_s"] is None
+        assert payload["query"] == results.query and payload["task"] == "ground" and payload["latency_s"] is None
         assert payload["text"] == window.answer["text"]
 
 
-def test_replay_is_deterministic_across_storages(mcap_replay, camera_bags, tiny_runtime, tmp_path):
-    results, out = mcap_replay
-    again = replay_bag(camera_bags["sqlite3"], tmp_path / "again", _config(storage="sqlite3"), progress=False,
+def test_replay_is_deterministic_across_storages(codec_replay, camera_bags, tiny_runtime, replay_config, tmp_path):
+    results, out = codec_replay
+    again = replay_bag(camera_bags["sqlite3"], tmp_path / "again", replay_config(storage="sqlite3"), progress=False,
                        runtime=tiny_runtime)
     assert _bag_messages(tmp_path / "again" / RESULTS_BAG) == _bag_messages(out / RESULTS_BAG)
     assert again.groups == results.groups
     assert [w.answer["text"] for w in again.windows] == [w.answer["text"] for w in results.windows]
 
 
-def test_raw_image_bag_is_encoded_then_replayed(tiny_runtime, tmp_path):
+def test_raw_image_bag_is_encoded_then_replayed(tiny_runtime, replay_config, stamps, tmp_path):
     frames = [f for f, _ in event_frames(160, 120)][:40]
-    stamps = [T0_NS + i * FRAME_NS for i in range(40)]
-    bag = write_image_bag(tmp_path / "raw", stamps, frames, topic="/camera/image_raw", kind="raw")
-    results = replay_bag(bag, tmp_path / "out", _config(topic="/camera/image_raw", mode="uniform"), progress=False,
+    bag = write_image_bag(tmp_path / "raw", stamps(40), frames, topic="/camera/image_raw", kind="raw")
+    results = replay_bag(bag, tmp_path / "out", replay_config(topic="/camera/image_raw", mode="uniform"), progress=False,
                          runtime=tiny_runtime)
     assert results.source_kind == "raw" and results.num_frames == 40
-    assert results.frame_stamps_ns == tuple(stamps)
+    assert results.frame_stamps_ns == tuple(stamps(40))
     assert results.windows and results.mode == "uniform"
 
 
-def test_replay_into_an_unrelated_folder_is_refused(camera_bags, tmp_path):
+def test_replay_into_an_unrelated_folder_is_refused(camera_bags, replay_config, tmp_path):
     from ov2_ros.eval.errors import EvalError
 
     (tmp_path / "out" / RESULTS_BAG).mkdir(parents=True)
     with pytest.raises(EvalError, match="not from an earlier replay"):
-        replay_bag(camera_bags["mcap"], tmp_path / "out", _config(), progress=False)
+        replay_bag(camera_bags["mcap"], tmp_path / "out", replay_config(), progress=False)
 
 
 def test_source_stamp_round_trip():

@@ -1,0 +1,107 @@
+"""Scoring of replay records: merging predictions across overlapping windows, each task's metrics, the report."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from ov2_ros.eval.annotations import VideoAnnotation
+from ov2_ros.eval.report import ReportEntry, metric_table_html, write_report
+from ov2_ros.eval.results import GroupRecord, ReplayResults, WindowRecord, answer_record
+from ov2_ros.eval.scoring import (aggregate, evaluate, frame_at, predicted_events, predicted_points, predicted_spans,
+                                  tokenization_scores)
+from ov2_ros.model.answer import Answer, Point, Span, TrackPoint
+
+FPS = 10
+
+
+def _results(answers, n=50, groups=None, mode="codec"):
+    """Answers from successive windows over an n-frame, 10 fps stream (stamps 100 ms apart)."""
+    windows = tuple(WindowRecord(seq=i + 1, start_frame=0, end_frame=min(n, 10 * (i + 1)), tokens=180, canvases=4,
+                                 answer=answer_record(a), error=None, push_s=0.001, model_s=0.1 * (i + 1),
+                                 segment_s=0.0) for i, a in enumerate(answers))
+    groups = groups or (GroupRecord(0, 0, n, {0: 45.0, 12: 10.0, 30: 5.0}),)
+    return ReplayResults(name="v", bag="/nowhere", topic="/t", query="q", model="tiny-random", mode=mode,
+                         canvases=8, source_kind="h264", frame_stamps_ns=tuple(i * 100_000_000 for i in range(n)),
+                         groups=groups, windows=windows)
+
+
+def _spans(*pairs):
+    return Answer(task="ground", text="", spans=tuple(Span(a, b) for a, b in pairs))
+
+
+def test_events_merge_across_windows():
+    r = _results([_spans((1.0, 1.5), (2.0, 2.4)), _spans((1.05, 1.6), (3.0, 3.5)), Answer(task="ground", text="")])
+    assert predicted_events(r) == [1.0, 2.0, 3.0]          # 1.05 repeats 1.0 (< 0.1 s apart)
+    assert predicted_spans(r) == [(1.0, 1.6), (2.0, 2.4), (3.0, 3.5)]
+
+
+def test_jump_task_scores():
+    r = _results([_spans((1.0, 1.5)), _spans((2.25, 2.5), (4.0, 4.2))])
+    gt = VideoAnnotation("v", "jump", "q", events_s=(1.05, 2.0))
+    e = evaluate(r, gt)
+    # 0.1/0.2 s: only 1.0 hits (AP 1/2); 0.3 s: 2.25 hits at rank 2 (AP 1/2 + 1/2)
+    assert e.metrics["jumpscore"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    assert e.metrics["ap@0.3s"] == pytest.approx(1.0)
+    assert e.onset_frames == (10, 20)                      # frames nearest to 1.05 s and 2.0 s at 10 fps
+    assert e.metrics["latency_p50_s"] == pytest.approx(0.151)    # push + model of the two windows
+    assert e.metrics["windows"] == 2
+
+
+def test_ground_task_scores():
+    r = _results([_spans((1.0, 2.0)), _spans((1.5, 3.0))])
+    e = evaluate(r, VideoAnnotation("v", "ground", "q", spans_s=((1.0, 3.0), (4.0, 4.5))))
+    assert e.metrics["miou"] == pytest.approx(0.5)          # (1.0, 3.0) matched exactly, (4.0, 4.5) missed
+    assert (e.metrics["r@0.3"], e.metrics["r@0.7"]) == (0.5, 0.5)
+
+
+def test_track_points_newest_window_wins_and_scores(tmp_path):
+    old = Answer(task="track", text="", tracks=(TrackPoint(5, 0.5, 1, 0.0, 0.0), TrackPoint(6, 0.6, 1, 50, 50)))
+    new = Answer(task="track", text="", tracks=(TrackPoint(6, 0.6, 1, 20, 21),), points=(Point(7, 0.7, 90, 90),))
+    r = _results([old, new])
+    pts = predicted_points(r)
+    assert sorted(pts) == [5, 6, 7] and pts[6].tolist() == [[20, 21]]
+    mask = np.zeros((40, 60), np.uint8)
+    mask[15:30, 15:30] = 255
+    cv2.imwrite(str(tmp_path / "m6.png"), mask)
+    (tmp_path / "masks").mkdir()
+    pred = np.zeros_like(mask)
+    pred[15:30, 15:25] = 255                                # SAM2 found 2/3 of the object on frame 6
+    cv2.imwrite(str(tmp_path / "masks" / "000006.png"), pred)
+    gt = VideoAnnotation("v", "track", "q", points={5: (3.0, 4.0), 6: (20.0, 20.0), 8: (1.0, 1.0)},
+                         masks={6: tmp_path / "m6.png"}, point_radius_px=2)
+    e = evaluate(r, gt, tmp_path)
+    # discs of radius 2: frame 5 (0,0) is 5 px away -> out; frame 6 (20,21) is 1 px -> in; frame 8 has nothing
+    assert e.point_errors_px[5] == pytest.approx(5.0) and e.point_errors_px[6] == pytest.approx(1.0)
+    assert math.isinf(e.point_errors_px[8])
+    assert (e.metrics["point_precision"], e.metrics["point_recall"]) == (0.5, pytest.approx(1 / 3))
+    assert e.metrics["mask_point_precision"] == 1.0        # the frame-6 point lies inside the GT mask
+    assert e.metrics["j"] == pytest.approx(10 / 15)
+    assert 0 < e.metrics["f"] < 1
+
+
+def test_tokenization_scores_count_onsets_on_selected_frames():
+    r = _results([], groups=(GroupRecord(0, 0, 50, {0: 45.0, 12: 10.0, 30: 5.0}),))
+    out = tokenization_scores(r, (0, 10, 30, 40))
+    assert out["onsets_on_selected"] == 0.5 and out["onsets_within_2"] == 0.75   # 10 is 2 from 12
+    assert out["tokens_total"] == 60 and out["frames_selected"] == 3
+    assert frame_at(r, 1.04) == 10
+
+
+def test_aggregate_means_per_metric():
+    r = _results([_spans((1.0, 2.0))])
+    a = evaluate(r, VideoAnnotation("v", "ground", "q", spans_s=((1.0, 2.0),)))
+    b = evaluate(r, VideoAnnotation("v", "ground", "q", spans_s=((3.0, 4.0),)))
+    assert aggregate([a, b])["miou"] == pytest.approx(0.5)
+
+
+def test_report_writes_html_and_pngs(tmp_path):
+    gt = VideoAnnotation("v", "ground", "when: q", spans_s=((1.0, 2.0),))
+    entries = [ReportEntry(r, tmp_path, evaluate(r, gt)) for r in
+               (_results([_spans((1.0, 1.8))], mode="codec"), _results([_spans((0.0, 0.5))], mode="uniform"))]
+    path = write_report(entries, gt, tmp_path / "report", note="test")
+    html = path.read_text()
+    for png in ("timeline.png", "tokens.png"):
+        assert f"src='{png}'" in html and (tmp_path / "report" / png).stat().st_size > 5000
+    assert "codec - uniform" in metric_table_html(entries)
+    assert not (tmp_path / "report" / "point_errors.png").exists()        # no GT points: no empty plot
