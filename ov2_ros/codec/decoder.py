@@ -18,6 +18,7 @@ from ov2_ros.codec.nal import (
     Codec, EntryGate, _check_codec, count_pictures, split_access_units, validate_access_unit,
 )
 from ov2_ros.codec.types import DecodedFrame
+from ov2_ros.errors import ConfigError
 
 Threads = Literal["frame", "slice", "none"]
 DEFAULT_FPS = 30.0   # time base when neither an fps hint nor usable stamps are given
@@ -87,9 +88,11 @@ class StreamDecoder:
                  export_mvs: bool = True, fps: float | None = None):
         _check_codec(codec)
         if threads not in ("frame", "slice", "none"):
-            raise DecodeError(f"threads must be 'frame', 'slice' or 'none', got {threads!r}")
+            raise ConfigError(f"threads must be 'frame', 'slice' or 'none', got {threads!r}")
+        if not isinstance(thread_count, int) or thread_count < 1:
+            raise ConfigError(f"thread_count must be an int >= 1, got {thread_count!r}")
         if fps is not None and not fps > 0:
-            raise DecodeError(f"fps must be > 0, got {fps!r}")
+            raise ConfigError(f"fps must be > 0, got {fps!r}")
         self.codec: Codec = codec
         self.threads, self.thread_count, self.export_mvs, self.fps = threads, thread_count, export_mvs, fps
         self.gate = EntryGate(codec)

@@ -317,6 +317,8 @@ def split_access_units(stream: bytes, codec: Codec = "h264") -> list[bytes]:
     """Split a whole Annex-B elementary stream (or a message holding several pictures) into access units."""
     parser = AnnexBParser(codec)
     return parser.feed(stream) + parser.flush()
+
+
 # --- validation ---------------------------------------------------------------------------------------------------
 
 def _codec_name(codec: Codec) -> str:

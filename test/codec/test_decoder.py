@@ -9,6 +9,7 @@ import pytest
 from ov2_ros.codec.decoder import MV_DTYPE, StreamDecoder
 from ov2_ros.codec.errors import BitstreamError, DecodeError, UnsupportedFormatError
 from ov2_ros.codec.nal import iter_nal_spans, join_nal_units, nal_type_h264, split_nal_units
+from ov2_ros.errors import ConfigError
 
 
 def decode_all(aus, stamps=None, **kwargs):
@@ -206,9 +207,11 @@ def test_closed_decoder_and_bad_arguments_raise():
     dec.close()
     with pytest.raises(DecodeError, match="closed"):
         dec.decode(b"\x00\x00\x01\x65")
-    with pytest.raises(DecodeError, match="threads"):
+    with pytest.raises(ConfigError, match="threads"):
         StreamDecoder(threads="auto")
-    with pytest.raises(DecodeError, match="fps"):
+    with pytest.raises(ConfigError, match="thread_count"):
+        StreamDecoder(thread_count=0)
+    with pytest.raises(ConfigError, match="fps"):
         StreamDecoder(fps=0)
     with pytest.raises(UnsupportedFormatError, match="vp8"):
         StreamDecoder(codec="vp8")
