@@ -76,3 +76,8 @@ class LlavaOnevision2Config(PreTrainedConfig):
             if getattr(self, key, None) is None:
                 setattr(self, key, getattr(self.text_config, key, None))
         super().__post_init__(**kwargs)
+
+
+# AutoConfig (and AutoTokenizer, which reads config.json) then know the type without trust_remote_code.
+AutoConfig.register(LlavaOnevision2VisionConfig.model_type, LlavaOnevision2VisionConfig, exist_ok=True)
+AutoConfig.register(LlavaOnevision2Config.model_type, LlavaOnevision2Config, exist_ok=True)

@@ -82,8 +82,9 @@ class VlmRuntime:
 
     @torch.inference_mode()
     def generate(self, window: CodecWindow, inputs: ModelInputs, max_new_tokens: int | None = None,
-                 use_vision_cache: bool = True) -> Generation:
-        """Greedy decoding with a static KV cache sized prompt + ``max_new_tokens``."""
+                 use_vision_cache: bool = True, stop_at_eos: bool = True) -> Generation:
+        """Greedy decoding with a static KV cache sized prompt + ``max_new_tokens``. ``stop_at_eos=False`` always
+        decodes ``max_new_tokens`` (benchmarks with random weights)."""
         max_new = max_new_tokens or self.max_new_tokens
         t0 = time.perf_counter()
         vision = self.vision_tokens(window, inputs, use_vision_cache)
@@ -102,7 +103,7 @@ class VlmRuntime:
         out: list[int] = []
         for i in range(max_new):
             tok = int(token)
-            if tok in self.stop_ids:
+            if stop_at_eos and tok in self.stop_ids:
                 break
             out.append(tok)
             if i + 1 == max_new:
