@@ -25,6 +25,9 @@ from ov2_ros.model.prompts import instruction
 from ov2_ros.model.vision_cache import VisionCache
 
 
+CACHE_BLOCK = 512     # KV-cache length granularity (tokens)
+
+
 @dataclass(frozen=True)
 class Generation:
     """Greedy output: ``token_ids`` (new tokens only, eos excluded), decoded ``text`` and stage seconds."""
@@ -54,6 +57,8 @@ class VlmRuntime:
         self.stop_ids = {int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
         if tokenizer.eos_token_id is not None:
             self.stop_ids.add(int(tokenizer.eos_token_id))
+        self._cache: StaticCache | None = None
+        self._cache_len = 0
         self._step = self._decode_step
         if compile_decode:
             if self.device.type != "cuda":
@@ -93,7 +98,7 @@ class VlmRuntime:
         ids = inputs.input_ids.to(self.device)
         embeds = self.model.model.embed(ids, video_embeds=vision)
         n = ids.shape[1]
-        cache = StaticCache(config=self.model.config.text_config, max_cache_len=n + max_new)
+        cache = self._static_cache(n + max_new)
         lm = self.model.model.language_model
         hidden = lm(inputs_embeds=embeds, position_ids=torch.arange(n, device=self.device)[None], cache=cache,
                     use_cache=True).last_hidden_state
@@ -114,6 +119,18 @@ class VlmRuntime:
         text = self.tokenizer.decode(out, skip_special_tokens=True)
         return Generation(tuple(out), text, t1 - t0, t2 - t1, t3 - t2, n)
 
+    def _static_cache(self, length: int) -> StaticCache:
+        """One KV cache reused across queries, its length rounded up to ``CACHE_BLOCK`` tokens: similar prompts
+        then share one shape, so a compiled (CUDA-graph) decode step is captured once, and nothing is reallocated."""
+        size = -(-length // CACHE_BLOCK) * CACHE_BLOCK
+        if self._cache is None or self._cache_len != size:
+            self._cache = None                                  # free the old one before allocating
+            self._cache = StaticCache(config=self.model.config.text_config, max_cache_len=size)
+            self._cache_len = size
+        else:
+            self._cache.reset()
+        return self._cache
+
     # -- the interface the node and evaluation use ------------------------------------------------------------------
     def answer(self, window: CodecWindow, query: Query) -> Answer:
         """Run ``query`` on ``window``; the parsed answer with latency, window span and stage timings."""
@@ -133,6 +150,7 @@ class VlmRuntime:
     def close(self) -> None:
         """Drop the model and cached tensors; frees GPU memory."""
         self.vision_cache.clear()
+        self._cache = None
         self.model = None
         gc.collect()
         if torch.cuda.is_available():

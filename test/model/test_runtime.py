@@ -72,3 +72,19 @@ def test_close_releases_the_model():
     rt = load_runtime("tiny-random", max_new_tokens=2)
     rt.close()
     assert rt.model is None
+
+
+def test_transformers_generate_gives_the_same_tokens(runtime, windows):
+    """The model also works with transformers' own generate(); greedy tokens agree with the runtime's."""
+    window = windows[5]
+    inputs = runtime.prepare(window, Query("ask", "describe"))
+    ours = runtime.generate(window, inputs, max_new_tokens=5, stop_at_eos=False)
+    theirs = runtime.model.generate(**inputs.as_kwargs(), max_new_tokens=5, do_sample=False, eos_token_id=None)
+    assert theirs[0, inputs.input_ids.shape[1]:].tolist() == list(ours.token_ids)
+
+
+def test_kv_cache_is_reused_across_queries(runtime, windows):
+    first = runtime.generate(windows[4], runtime.prepare(windows[4], Query("ask", "a")), 4, stop_at_eos=False)
+    cache = runtime._cache
+    again = runtime.generate(windows[4], runtime.prepare(windows[4], Query("ask", "a")), 4, stop_at_eos=False)
+    assert runtime._cache is cache and again.token_ids == first.token_ids   # reset, not stale
