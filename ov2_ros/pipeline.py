@@ -49,14 +49,16 @@ class PipelineConfig:
     rerun: Rerun = "group"               # re-run the active query on each new group, or every rerun_period_s
     rerun_period_s: float = 2.0
     frame_ring: int = 64                 # decoded frames kept for SAM2 (bounds memory: ~3 MB each at 1080p)
+    segment_max_frames: int = 16         # newest ring frames SAM2 is given per job (bounds its time per answer)
 
     def __post_init__(self) -> None:
         if self.default_task not in TASKS:
             raise ConfigError(f"default_task must be one of {TASKS}, got {self.default_task!r}")
         if self.rerun not in ("group", "period"):
             raise ConfigError(f"rerun must be 'group' or 'period', got {self.rerun!r}")
-        if self.rerun_period_s <= 0 or self.frame_ring < 1 or self.max_new_tokens < 1:
-            raise ConfigError("need rerun_period_s > 0, frame_ring >= 1 and max_new_tokens >= 1")
+        if self.rerun_period_s <= 0 or self.frame_ring < 1 or self.max_new_tokens < 1 or self.segment_max_frames < 1:
+            raise ConfigError("need rerun_period_s > 0, frame_ring >= 1, max_new_tokens >= 1 and "
+                              "segment_max_frames >= 1")
         if self.codec not in ("h264", "hevc"):
             raise ConfigError(f"codec must be h264 or hevc, got {self.codec!r}")
         if self.backend not in ("torch", "onnxruntime", "tensorrt"):
@@ -335,30 +337,24 @@ class PerceptionPipeline:
         One tracker lives across jobs (weights load once; SAM2 memory carries over). Prompts for frames it already
         passed apply on the next frame it is given, so a late VLM answer still re-prompts. A new query starts its
         objects afresh."""
-        prompts: dict[int, dict[int, list[tuple[float, float]]]] = {}
-        for t in answer.tracks:
-            prompts.setdefault(t.frame, {}).setdefault(t.obj_id, []).append((t.x, t.y))
-        for p in answer.points:
-            prompts.setdefault(p.frame, {}).setdefault(0, []).append((p.x, p.y))
-        if not prompts or not self.config.segment:
+        if not self.config.segment or not (answer.tracks or answer.points):
             return {}, None, 0.0
         if self._tracker_factory is None:
             return {}, self._missing.get("segment", "SAM2 not loaded"), 0.0
         t0 = time.perf_counter()
         masks: dict[int, dict[int, Any]] = {}
         try:
-            import numpy as np
+            from ov2_ros.segment import prompts_from_answer
 
+            prompts = prompts_from_answer(answer)
             tracker = self._tracker_for(query_seq)
-            start = min(prompts) if self._tracker_last < 0 else self._tracker_last + 1
+            start = min(p.frame for p in prompts) if self._tracker_last < 0 else self._tracker_last + 1
             with self._lock:
-                frames = [f for f in self._frames if f.index >= start]
-            if not frames:
-                return {}, (f"SAM2: frames from {start} are no longer in the {self.config.frame_ring}-frame ring "
-                            "(raise frame_ring)"), 0.0
-            for frame, objs in sorted(prompts.items()):
-                for obj_id, pts in objs.items():
-                    tracker.add_points(frame, obj_id, np.asarray(pts, np.float32), np.ones(len(pts), np.int32))
+                frames = [f for f in self._frames if f.index >= start][-self.config.segment_max_frames:]
+            if not frames:        # no frame newer than the last one SAM2 saw: nothing to propagate to
+                return {}, None, 0.0
+            for prompt in prompts:
+                tracker.add_prompt(prompt)
             for f in frames:
                 masks[f.index] = tracker.push(f.index, f.rgb())
                 self._tracker_last = f.index
@@ -428,8 +424,11 @@ class InferenceWorker:
                 self.busy = True
                 result = self._pipeline.infer(job)
                 self._on_result(result)
-            except BaseException as exc:  # noqa: BLE001 - the worker must outlive a bad result/publisher
-                self._on_error(exc)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive a bad result/publisher
+                try:
+                    self._on_error(exc)
+                except Exception:  # noqa: BLE001 - e.g. the middleware is shutting down under us
+                    pass
             finally:
                 self.busy = False
 

@@ -22,6 +22,7 @@ from geometry_msgs.msg import PointStamped
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -37,6 +38,16 @@ from ov2_ros.ros.params import node_params, pipeline_config
 
 NODE_NAME = "ov2_node"
 _LEVEL_RANK = {"ok": 0, "warn": 1, "error": 2}
+# publisher key -> (type, relative topic, queue depth); DESIGN.md contract 4 names these topics
+OUTPUT_TOPICS = {
+    "answer": (String, "answer", 10),
+    "points": (PointStamped, "tracking/points", 100),
+    "waypoints": (Path, "waypoints", 10),
+    "mask": (Image, "mask", 10),
+    "mask_ids": (Image, "mask/ids", 10),
+    "markers": (MarkerArray, "markers", 10),
+    "canvases": (Image, "debug/canvases", 2),     # only with publish_canvases
+}
 _ENTRY_POINT_PATIENCE = 3        # AUs without a decoded frame before "waiting for entry point" is reported
 
 
@@ -74,6 +85,7 @@ class Ov2Node(Node):
         self.au_latency_s: deque[float] = deque(maxlen=4096)     # time spent in each image callback
         self._fps_times: deque[float] = deque(maxlen=90)
         self.results_published = 0
+        self.transport_lost = 0     # AUs the middleware reports lost before they reached the callback
         if self.get_parameter("autostart").value:
             self.autostart()
 
@@ -115,17 +127,9 @@ class Ov2Node(Node):
             return TransitionCallbackReturn.FAILURE
         self._settings = {k: values[k] for k in ("qos_depth", "publish_canvases", "marker_pixel_scale",
                                                  "hardware_id", "diagnostics_period_s")}
-        pub = self.create_lifecycle_publisher
-        self._pubs = {
-            "answer": pub(String, "answer", 10),
-            "points": pub(PointStamped, "tracking/points", 100),
-            "waypoints": pub(Path, "waypoints", 10),
-            "mask": pub(Image, "mask", 10),
-            "mask_ids": pub(Image, "mask/ids", 10),
-            "markers": pub(MarkerArray, "markers", 10),
-        }
-        if self._settings["publish_canvases"]:
-            self._pubs["canvases"] = pub(Image, "debug/canvases", 2)
+        self._pubs = {key: self.create_lifecycle_publisher(msg_type, topic, depth)
+                      for key, (msg_type, topic, depth) in OUTPUT_TOPICS.items()
+                      if key != "canvases" or self._settings["publish_canvases"]}
         self._diag_timer = self.create_timer(self._settings["diagnostics_period_s"], self._publish_diagnostics)
         self.get_logger().info(f"configured: model={self.config.model} device={self.config.device} "
                                f"mode={self.config.tokenizer.mode} default_task={self.config.default_task}")
@@ -151,7 +155,8 @@ class Ov2Node(Node):
                          durability=qos_profile_sensor_data.durability)
         self._subs = [
             self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos,
-                                     callback_group=self._video_group),
+                                     callback_group=self._video_group,
+                                     event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost)),
             self.create_subscription(String, "query", self._on_query, 10, callback_group=self._query_group),
         ]
         self._worker = InferenceWorker(self.pipeline, self._publish_result, self._on_worker_error)
@@ -214,9 +219,9 @@ class Ov2Node(Node):
         except UnsupportedFormatError as exc:
             self._report("format", "error", str(exc))
             return
-        if codec != "h264" and not getattr(pipeline, "supports_hevc", False):
-            self._report("format", "error", f"image/compressed: format {msg.format!r} is recognised but this "
-                                            "build tokenizes h264 only")
+        if codec != pipeline.config.codec:
+            self._report("format", "error", f"image/compressed: format {msg.format!r} but the codec parameter is "
+                                            f"{pipeline.config.codec!r}; set codec:={codec} to decode it")
             return
         result = pipeline.push(bytes(msg.data), convert.copy_header(msg.header))
         if result.issue is not None:
@@ -239,6 +244,11 @@ class Ov2Node(Node):
             if self._worker is not None:
                 self._worker.poke()
         self.au_latency_s.append(time.monotonic() - t0)
+
+    def _on_lost(self, info) -> None:
+        self.transport_lost = int(info.total_count)
+        self._report("transport_lost", "warn", f"{self.transport_lost} access units lost in transport before "
+                                               "decode (raise qos_depth or lower the load)")
 
     def _on_query(self, msg: String) -> None:
         pipeline = self.pipeline
@@ -326,6 +336,7 @@ class Ov2Node(Node):
         values["au_ms_p50"] = 1e3 * lat[len(lat) // 2] if lat else 0.0
         values["au_ms_max"] = 1e3 * lat[-1] if lat else 0.0
         values["results_published"] = self.results_published
+        values["transport_lost"] = self.transport_lost
         values["worker_busy"] = bool(self._worker and self._worker.busy)
         for kind, c in conds.items():
             values[f"{kind}"] = f"[{c.level} x{c.count}] {c.message}"

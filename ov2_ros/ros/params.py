@@ -20,6 +20,7 @@ class Param(NamedTuple):
 
 
 _PIPELINE_HELP = {
+    "codec": "what the camera sends on image/compressed: h264 or hevc",
     "model": "VLM checkpoint: 'tiny-random' (random weights, plumbing only), an HF id or a local directory",
     "device": "torch device for the model and SAM2: cpu, cuda, cuda:0",
     "backend": "inference backend: torch, onnxruntime or tensorrt",
@@ -30,6 +31,7 @@ _PIPELINE_HELP = {
     "rerun": "re-run the active query on each new frame group ('group') or every rerun_period_s ('period')",
     "rerun_period_s": "seconds between re-runs when rerun is 'period'",
     "frame_ring": "decoded frames kept for SAM2 (bounds memory; about 3 MB per 1080p frame)",
+    "segment_max_frames": "newest frames SAM2 propagates to per answer (bounds SAM2 time per answer)",
 }
 _TOKENIZER_HELP = {
     "mode": "token selection: codec (bit-cost groups + MV/residual blocks), uniform or hybrid",
@@ -50,7 +52,7 @@ _TOKENIZER_HELP = {
 }
 NODE_PARAMS: tuple[Param, ...] = (
     Param("autostart", True, "configure and activate at start-up (for launches without a lifecycle manager)"),
-    Param("qos_depth", 10, "queue depth of the sensor-data QoS image subscription"),
+    Param("qos_depth", 100, "queue depth of the sensor-data QoS image subscription (a lost AU corrupts the GOP)"),
     Param("diagnostics_period_s", 1.0, "seconds between /diagnostics messages"),
     Param("publish_canvases", False, "publish the packed canvases of each window on debug/canvases"),
     Param("marker_pixel_scale", 0.001, "metres per pixel for RViz markers drawn on the image plane"),

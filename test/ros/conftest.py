@@ -26,6 +26,7 @@ class RosHarness:
         rclpy.init()   # the default context, so nodes under test need no context argument
         self.executor = MultiThreadedExecutor(num_threads=4)
         self.helper = rclpy.create_node("ov2_test_helper")
+        self._nodes = [self.helper]
         self.executor.add_node(self.helper)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
@@ -38,6 +39,7 @@ class RosHarness:
 
     def add(self, node):
         self.executor.add_node(node)
+        self._nodes.append(node)
         return node
 
     def collect(self, msg_type, topic: str, qos=RELIABLE) -> list:
@@ -56,9 +58,9 @@ class RosHarness:
         wait_until(predicate, timeout, what)
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5)
-        for node in list(self.executor.get_nodes()):
+        for node in self._nodes:     # nodes first: ov2_node joins its inference worker before rclpy goes away
             node.destroy_node()
+        self.executor.shutdown(timeout_sec=5)
         rclpy.shutdown()
         self._thread.join(5)
 
@@ -77,3 +79,64 @@ def ros():
     harness = RosHarness()
     yield harness
     harness.close()
+
+
+# ---------------------------------------------------------------- model runtimes for node tests
+# The tiny model is real (random weights). Random weights emit unparseable text, so to exercise the track /
+# waypoint / mask outputs end to end, ScriptedRuntime runs the real vision tower + prefill and then substitutes a
+# well-formed model *text*; the real parser, pixel mapping, SAM2 and message paths do the rest.
+from dataclasses import replace  # noqa: E402
+
+from ov2_ros.model.runtime import VlmRuntime, load_runtime  # noqa: E402
+
+
+def scripted_text(task: str, times: dict[int, float]) -> str:
+    t0, t1 = min(times.values()), max(times.values())
+    if task == "track":
+        return f'<tracks coords="{t0:.2f} 1 500 500; {t1:.2f} 1 520 480; {t1:.2f} 2 150 200">square</tracks>'
+    if task == "point":
+        return f'<points coords="{t1:.2f} 500 500">square</points>'
+    if task == "waypoints":
+        return '<waypoints coords="100 800 0.9; 300 600 0.6; 500 500 0.3">to the square</waypoints>'
+    if task == "ground":
+        return f"{t0:.1f} - {t1:.1f} seconds"
+    return "a red square moves across the picture"
+
+
+class ScriptedRuntime(VlmRuntime):
+    def generate(self, window, inputs, max_new_tokens=None, use_vision_cache=True):
+        gen = super().generate(window, inputs, 1, use_vision_cache)
+        return replace(gen, text=scripted_text(self._task, window.frame_times))
+
+    def answer(self, window, query):
+        self._task = query.task
+        return super().answer(window, query)
+
+
+class SlowRuntime(ScriptedRuntime):
+    delay_s = 1.5
+
+    def answer(self, window, query):
+        time.sleep(self.delay_s)
+        return super().answer(window, query)
+
+
+class RaisingRuntime(VlmRuntime):
+    def answer(self, window, query):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm() -> VlmRuntime:
+    return load_runtime("tiny-random", max_new_tokens=2)
+
+
+RUNTIMES = {"scripted": ScriptedRuntime, "slow": SlowRuntime, "raising": RaisingRuntime}
+
+
+@pytest.fixture
+def make_runtime(tiny_vlm):
+    """make_runtime("scripted" | "slow" | "raising") -> such a runtime sharing the session's tiny model weights."""
+    def make(kind: str = "scripted"):
+        return RUNTIMES[kind](tiny_vlm.model, tiny_vlm.tokenizer, max_new_tokens=2)
+    return make

@@ -1,0 +1,238 @@
+"""ov2_node with real rclpy, real H.264 (libx264), the real tiny model and real SAM2 (tiny random weights)."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PointStamped
+from lifecycle_msgs.msg import State as StateMsg
+from nav_msgs.msg import Path
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header, String
+from visualization_msgs.msg import MarkerArray
+
+from ov2_ros.ros.node import Ov2Node
+from ov2_ros.ros.params import node_params
+
+FAST = {"tokenizer.window_canvases": 8, "tokenizer.min_group_frames": 8, "tokenizer.max_group_frames": 16,
+        "tokenizer.max_pixels": 40_000, "frame_ring": 48, "segment_max_frames": 3, "diagnostics_period_s": 0.2}
+
+
+def start_node(ros, runtime=None, **params) -> Ov2Node:
+    values = {**FAST, **params}
+    node = Ov2Node(runtime=runtime, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+    return ros.add(node)
+
+
+def stamp_of(i: int) -> Time:
+    return Time(sec=1000 + i // 30, nanosec=(i % 30) * 33_333_333)
+
+
+class Stream:
+    """Publishes AUs as CompressedImage with distinct stamps; remembers every stamp it sent."""
+
+    def __init__(self, ros, topic: str = "image/compressed") -> None:
+        self.pub = ros.publisher(CompressedImage, topic)
+        ros.wait_for_subscribers(self.pub)
+        self.sent: list[tuple[int, int]] = []
+        self.count = 0
+
+    def play(self, aus, fps: float = 90.0, fmt: str = "h264") -> None:
+        for au in aus:
+            stamp = stamp_of(self.count)
+            self.pub.publish(CompressedImage(header=Header(stamp=stamp, frame_id="camera"), format=fmt, data=au))
+            self.sent.append((stamp.sec, stamp.nanosec))
+            self.count += 1
+            time.sleep(1.0 / fps)
+
+
+def outputs(ros) -> dict[str, list]:
+    return {"answer": ros.collect(String, "answer"), "points": ros.collect(PointStamped, "tracking/points"),
+            "waypoints": ros.collect(Path, "waypoints"), "mask": ros.collect(Image, "mask"),
+            "ids": ros.collect(Image, "mask/ids"), "markers": ros.collect(MarkerArray, "markers"),
+            "diag": ros.collect(DiagnosticArray, "/diagnostics")}
+
+
+def diag_text(msgs) -> str:
+    return "\n".join(f"{s.level} {s.message} " + " ".join(f"{kv.key}={kv.value}" for kv in s.values)
+                     for m in list(msgs) for s in m.status if s.name.startswith("ov2_node"))
+
+
+def send_query(ros, text: str) -> None:
+    pub = ros.publisher(String, "query")
+    ros.wait_for_subscribers(pub)
+    pub.publish(String(data=text))
+
+
+def test_track_query_gives_answer_points_masks_with_source_stamps(ros, small_clip, make_runtime):
+    out = outputs(ros)
+    node = start_node(ros, make_runtime())
+    assert node._state_machine.current_state[1] == "active"
+    stream = Stream(ros)
+    send_query(ros, "track: the red square")
+    stream.play(small_clip.aus[:64])
+    ros.wait_until(lambda: out["answer"] and out["mask"] and out["ids"] and len(out["points"]) >= 3, 60,
+                   "answer, points and masks")
+    assert node.pipeline.stats.aus == 64   # nothing dropped before decode
+    payload = json.loads(out["answer"][-1].data)
+    assert payload["task"] == "track" and payload["query"] == "track: the red square"
+    assert payload["result"]["tracks"] and payload["window"]["end_frame"] > payload["window"]["start_frame"]
+    sent = set(stream.sent)
+    for msg in out["points"] + out["mask"] + out["ids"]:
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec) in sent and msg.header.frame_id == "camera"
+    assert {p.point.z for p in out["points"]} == {1.0, 2.0}
+    first_track = payload["result"]["tracks"][0]
+    assert first_track["x"] == pytest.approx(small_clip.width / 2) and first_track["y"] == pytest.approx(
+        small_clip.height / 2)
+    mask = out["mask"][-1]
+    assert (mask.width, mask.height, mask.encoding) == (small_clip.width, small_clip.height, "mono8")
+    ids = np.frombuffer(bytes(out["ids"][-1].data), np.uint8)
+    assert set(np.unique(ids)) <= {0, 2, 3}
+    assert any(m.ns == "tracks" for arr in out["markers"] for m in arr.markers)
+    ros.wait_until(lambda: "fps=" in diag_text(out["diag"]), 5, "diagnostics with fps")
+
+
+def test_waypoints_path_is_stamped_with_the_newest_window_frame(ros, small_clip, make_runtime):
+    out = outputs(ros)
+    start_node(ros, make_runtime(), segment=False)
+    stream = Stream(ros)
+    send_query(ros, "waypoints: where should the gripper go")
+    stream.play(small_clip.aus[:40])
+    ros.wait_until(lambda: out["waypoints"], 60, "a waypoints path")
+    path = out["waypoints"][-1]
+    assert len(path.poses) == 3 and path.poses[0].pose.position.z == pytest.approx(0.9)
+    assert path.poses[0].pose.position.x == pytest.approx(0.1 * small_clip.width)
+    assert (path.header.stamp.sec, path.header.stamp.nanosec) in set(stream.sent)
+    assert json.loads(out["answer"][-1].data)["result"]["waypoint_frame"] is not None
+
+
+def test_mid_stream_join_waits_for_an_entry_point(ros, small_clip, make_runtime):
+    out = outputs(ros)
+    node = start_node(ros, make_runtime(), segment=False)
+    stream = Stream(ros)
+    send_query(ros, "ask: what happens")
+    stream.play(small_clip.aus[20:100])    # joins mid-GOP: the next IDR (with SPS/PPS) is AU 60
+    ros.wait_until(lambda: out["answer"] and node.pipeline.stats.aus == 80, 60, "an answer after the entry point")
+    assert "waiting for an entry point" in diag_text(out["diag"])
+    # 40 decodable AUs from AU 60 on; frame threads hold back up to thread_count (2) frames until more arrive
+    assert node.pipeline.stats.aus == 80 and 38 <= node.pipeline.stats.frames <= 40
+    window_start = json.loads(out["answer"][0].data)["window"]["start_stamp"]
+    assert window_start >= 1000 + 40 / 30 - 1e-6      # the first decodable frame is the 41st sent (AU 60)
+
+
+def test_corrupt_packets_are_skipped_and_reported(ros, small_clip, make_runtime):
+    out = outputs(ros)
+    node = start_node(ros, make_runtime(), segment=False)
+    stream = Stream(ros)
+    send_query(ros, "ask: what happens")
+    aus = list(small_clip.aus[:48])
+    rng = np.random.default_rng(1)
+    aus[10] = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()        # random bytes
+    aus[20] = aus[20][: len(aus[20]) // 3]                                # truncated
+    aus[30] = b"\x00\x00\x01" + bytes([0x61]) + b"\xff" * 40              # a slice of garbage
+    stream.play(aus)
+    ros.wait_until(lambda: out["answer"] and node.pipeline.stats.aus == 48, 60, "answers despite corrupt AUs")
+    ros.wait_until(lambda: "access unit skipped" in diag_text(out["diag"]), 5, "corrupt AU diagnostics")
+    assert node.pipeline.stats.codec_issues >= 2
+
+
+def test_resolution_change_is_reported_and_the_stream_goes_on(ros, clip_factory, make_runtime):
+    out = outputs(ros)
+    node = start_node(ros, make_runtime(), segment=False)
+    stream = Stream(ros)
+    send_query(ros, "ask: what happens")
+    small, big = clip_factory(160, 120), clip_factory(192, 144)
+    stream.play(small.aus[:24])
+    stream.play(big.aus[:40])
+    ros.wait_until(lambda: "resolution changed" in diag_text(out["diag"]), 20, "resolution-change diagnostics")
+    ros.wait_until(lambda: any(json.loads(a.data)["window"]["start_frame"] >= 24 for a in out["answer"]), 60,
+                   "an answer on the new resolution")
+    assert node.pipeline.window.source_size == (144, 192)
+
+
+def test_jpeg_on_the_h264_topic_is_refused_by_name(ros, small_clip, make_runtime):
+    out = outputs(ros)
+    node = start_node(ros, make_runtime(), segment=False)
+    stream = Stream(ros)
+    stream.play([b"\xff\xd8\xff\xe0fakejpeg"] * 3, fmt="jpeg")
+    ros.wait_until(lambda: "format 'jpeg' is not an H.264" in diag_text(out["diag"]), 10, "jpeg diagnostics")
+    assert node.pipeline.stats.aus == 0          # never reached the decoder
+    stream.play(small_clip.aus[:20])
+    ros.wait_until(lambda: node.pipeline.stats.frames >= 18, 10, "h264 decoding after the jpeg")
+
+
+def test_query_before_video_runs_when_video_arrives(ros, small_clip, make_runtime):
+    out = outputs(ros)
+    start_node(ros, make_runtime(), segment=False)
+    send_query(ros, "when: the square moves")
+    ros.wait_until(lambda: "before any complete video window" in diag_text(out["diag"]), 10, "query-before-video")
+    Stream(ros).play(small_clip.aus[:40])
+    ros.wait_until(lambda: out["answer"], 60, "the pending query's answer")
+    assert json.loads(out["answer"][0].data)["task"] == "ground"
+
+
+def test_a_model_that_raises_is_reported_and_decoding_continues(ros, small_clip, make_runtime):
+    out = outputs(ros)
+    node = start_node(ros, make_runtime("raising"), segment=False)
+    stream = Stream(ros)
+    send_query(ros, "ask: what happens")
+    stream.play(small_clip.aus[:48])
+    ros.wait_until(lambda: "illegal memory access" in diag_text(out["diag"]), 20, "model error diagnostics")
+    ros.wait_until(lambda: node.pipeline.stats.aus == 48, 10, "every AU decoded")
+    assert node.pipeline.stats.model_errors >= 1 and not out["answer"]
+    assert node._state_machine.current_state[1] == "active"
+
+
+def test_slow_model_does_not_delay_packet_callbacks(ros, small_clip, make_runtime):
+    node = start_node(ros, make_runtime("slow"), segment=False)
+    stream = Stream(ros)
+    send_query(ros, "ask: what happens")
+    stream.play(small_clip.aus[:90], fps=30.0)
+    ros.wait_until(lambda: node.pipeline.stats.aus == 90, 10, "every AU decoded")
+    gaps = np.diff(np.array(node.callback_times))
+    # 1.5 s per answer while packets arrive every 33 ms: a blocked executor would show a >1 s gap
+    assert gaps.max() < 0.5, f"largest gap between packet callbacks {gaps.max():.3f}s"
+    ros.wait_until(lambda: node.pipeline.stats.windows_run >= 2, 20, "a second (newest-window) answer")
+    assert node.pipeline.stats.windows_dropped >= 1   # groups closed while the model was busy were skipped
+
+
+def test_parameters_load_from_config_yaml(ros, tmp_path):
+    import pathlib
+
+    import yaml
+
+    src = pathlib.Path(__file__).resolve().parents[2] / "config" / "ov2.yaml"
+    doc = yaml.safe_load(src.read_text())
+    yaml_params = doc["ov2_node"]["ros__parameters"]
+    flat = {k: v for k, v in yaml_params.items() if k != "tokenizer"}
+    flat.update({f"tokenizer.{k}": v for k, v in yaml_params["tokenizer"].items()})
+    assert flat == {p.name: p.default for p in node_params()}      # the YAML documents every parameter, in sync
+    yaml_params.update(autostart=False, default_task="track", model="/models/ov2")
+    yaml_params["tokenizer"]["max_group_frames"] = 32
+    edited = tmp_path / "ov2.yaml"
+    edited.write_text(yaml.safe_dump(doc))
+    node = ros.add(Ov2Node(cli_args=["--ros-args", "--params-file", str(edited)]))
+    assert node.get_parameter("default_task").value == "track"
+    assert node.get_parameter("tokenizer.max_group_frames").value == 32
+    assert node._state_machine.current_state[1] == "unconfigured"     # autostart false
+    bad = node.set_parameters([Parameter("default_task", value="dance")])[0]
+    assert not bad.successful and "default_task" in bad.reason
+
+
+def test_lifecycle_activate_failure_returns_error_and_deactivate_frees_the_model(ros, tmp_path, make_runtime):
+    out = outputs(ros)
+    node = start_node(ros, None, model=str(tmp_path / "no-such-checkpoint"), segment=False, autostart=False)
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() != TransitionCallbackReturn.SUCCESS
+    assert node._state_machine.current_state[0] == StateMsg.PRIMARY_STATE_UNCONFIGURED
+    ros.wait_until(lambda: "model load failed" in diag_text(out["diag"]), 5, "load failure diagnostics")
+    good = start_node(ros, make_runtime(), segment=False)
+    good.trigger_deactivate()
+    assert good.pipeline._runtime is None and good._worker is None

@@ -1,0 +1,183 @@
+"""The pure packet -> tokens -> model -> results path (no rclpy), on real H.264 and the real tiny model."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ov2_ros.codec.errors import BitstreamError, ResolutionChangedError
+from ov2_ros.codec.types import TokenizerConfig
+from ov2_ros.errors import ConfigError
+from ov2_ros.model.runtime import VlmRuntime, load_runtime
+from ov2_ros.pipeline import InferenceWorker, PerceptionPipeline, PipelineConfig
+from ov2_ros.segment import MaskTracker
+
+SMALL = TokenizerConfig(window_canvases=8, min_group_frames=8, max_group_frames=16, max_pixels=40_000)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_runtime("tiny-random", max_new_tokens=2)
+
+
+class RaisingRuntime(VlmRuntime):
+    def answer(self, window, query):
+        raise RuntimeError("out of memory (injected)")
+
+
+def make(runtime=None, **kw) -> PerceptionPipeline:
+    return PerceptionPipeline(PipelineConfig(tokenizer=SMALL, segment=False, **kw), runtime=runtime)
+
+
+def feed(p: PerceptionPipeline, aus, start: int = 0) -> list:
+    return [p.push(au, 100.0 + (start + i) / 30) for i, au in enumerate(aus)]
+
+
+def test_every_au_is_decoded_and_groups_close_online(small_clip):
+    p = make()
+    results = feed(p, small_clip.aus)
+    p.flush()
+    assert p.stats.aus == 120 and p.stats.frames == 120 and p.stats.codec_issues == 0
+    closed = [g for r in results for g in r.groups]
+    assert closed and all(g.num_frames <= 16 for g in closed)                     # closed online, bounded
+    assert all(a.end_frame == b.start_frame for a, b in zip(closed, closed[1:]))  # contiguous, nothing lost
+    assert p.window is not None and p.window.end_frame == 120
+    assert all(r.push_s > 0 for r in results)
+
+
+def test_no_job_without_query_or_window(small_clip):
+    p = make()
+    assert p.next_job() is None
+    p.set_query("track: the red square")
+    assert p.next_job() is None                          # query before video
+    feed(p, small_clip.aus[:40])
+    job = p.next_job()
+    assert job is not None and job.query.task == "track" and job.query.text == "the red square"
+    assert p.next_job() is None                          # nothing new since
+
+
+def test_only_the_newest_window_runs_and_stale_ones_are_counted(small_clip):
+    p = make()
+    p.set_query("ask: what is there")
+    feed(p, small_clip.aus[:20])
+    first = p.next_job()
+    results = feed(p, small_clip.aus[20:100], start=20)
+    new_groups = sum(len(r.groups) for r in results)
+    assert new_groups >= 3
+    job = p.next_job()
+    assert job.window is p.window and job.seq == first.seq + 1
+    assert p.stats.windows_dropped == new_groups - 1
+
+
+def test_period_rerun_waits_for_the_period(small_clip):
+    p = make(rerun="period", rerun_period_s=10.0)
+    p.set_query("ask: what")
+    feed(p, small_clip.aus[:40])
+    assert p.next_job(now=0.0) is not None
+    feed(p, small_clip.aus[40:80], start=40)
+    assert p.next_job(now=5.0) is None
+    assert p.next_job(now=10.5) is not None
+    p.set_query("ask: something else")                   # a new query runs at once
+    assert p.next_job(now=10.6) is not None
+
+
+def test_infer_with_the_real_tiny_model(small_clip, tiny):
+    p = make(tiny)
+    p.set_query("when: the square moves")
+    feed(p, small_clip.aus[:48])
+    result = p.infer(p.next_job())
+    assert result.error is None and result.answer.task == "ground"
+    assert result.answer.window_frames == (result.job.window.start_frame, result.job.window.end_frame)
+    assert result.answer.latency_s > 0 and p.stats.windows_run == 1
+    start, end = result.window_frames
+    assert set(result.stamps) == set(range(start, end))          # every frame of the window has its stamp
+    assert result.stamps[start] == pytest.approx(100.0 + start / 30)
+
+
+def test_model_failure_is_caught_counted_and_named(small_clip, tiny):
+    p = make(RaisingRuntime(tiny.model, tiny.tokenizer))
+    p.set_query("ask: what")
+    feed(p, small_clip.aus[:40])
+    result = p.infer(p.next_job())
+    assert result.answer is None and "out of memory (injected)" in result.error
+    assert "RuntimeError" in result.error and p.stats.model_errors == 1
+
+
+def test_missing_model_is_said_not_faked(small_clip):
+    p = make()
+    p.set_query("ask: what")
+    feed(p, small_clip.aus[:40])
+    result = p.infer(p.next_job())
+    assert result.answer is None and "not loaded" in result.error
+
+
+def test_corrupt_aus_come_back_as_issues_and_decoding_goes_on(small_clip):
+    p = make()
+    feed(p, small_clip.aus[:5])
+    bad = p.push(b"\x12\x34 not h264", 1.0)
+    assert isinstance(bad.issue, BitstreamError) and bad.frames == 0
+    feed(p, small_clip.aus[5:40], start=5)
+    assert p.stats.codec_issues == 1 and p.stats.frames >= 37 and "BitstreamError" in p.status()["last_issue"]
+
+
+def test_resolution_change_is_reported_once(clip_factory):
+    p = make()
+    feed(p, clip_factory(160, 120).aus[:20])
+    results = feed(p, clip_factory(192, 144).aus[:30], start=20)
+    issues = [r.issue for r in results if r.issue is not None]
+    assert len(issues) == 1 and isinstance(issues[0], ResolutionChangedError) and "192x144" in str(issues[0])
+    p.flush()
+    assert p.window.source_size == (144, 192)
+
+
+def test_frame_ring_is_bounded(small_clip):
+    p = PerceptionPipeline(PipelineConfig(tokenizer=SMALL, frame_ring=8), tracker_factory=MaskTracker)
+    feed(p, small_clip.aus)
+    assert p.status()["frame_ring"] == 8
+
+
+def test_worker_runs_jobs_and_survives_a_failing_consumer(small_clip, tiny):
+    p = make(tiny)
+    got, errors = [], []
+    done = threading.Event()
+
+    def on_result(result):
+        got.append(result)
+        if len(got) == 1:
+            raise ValueError("publisher exploded")
+        done.set()
+
+    worker = InferenceWorker(p, on_result, errors.append, poll_s=0.02)
+    try:
+        p.set_query("ask: what")
+        feed(p, small_clip.aus[:24])
+        worker.poke()
+        for i in range(24, 120, 8):
+            if done.wait(0.5):
+                break
+            feed(p, small_clip.aus[i:i + 8], start=i)
+            worker.poke()
+        assert done.wait(30), "the worker stopped after the consumer raised"
+    finally:
+        worker.stop()
+    assert isinstance(errors[0], ValueError) and len(got) >= 2 and got[-1].answer is not None
+
+
+@pytest.mark.parametrize("bad", [dict(default_task="dance"), dict(rerun="sometimes"), dict(frame_ring=0),
+                                 dict(backend="tflite"), dict(codec="vp9")])
+def test_bad_config_is_refused_by_name(bad):
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        PipelineConfig(**bad)
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_pipeline_module_is_pure():
+    import ast
+    import pathlib
+
+    import ov2_ros.pipeline as mod
+
+    tree = ast.parse(pathlib.Path(mod.__file__).read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not names & {"rclpy", "sensor_msgs", "std_msgs"}
