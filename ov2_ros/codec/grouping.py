@@ -17,10 +17,14 @@ bits while changing nothing (mean |luma change| 0.7 grey levels vs 27 at the cut
 - The anchor's own bits never count: it is on the I-canvas whole; the group's cost is what happens after it.
 - **Periodic keyframes** cost as much as a whole group of motion yet carry no news, so a keyframe is billed as one
   ordinary frame (the running rate) and never updates the rate. A keyframe is a cut only if the picture changed
-  (``change`` = mean |luma - previous luma| >= ``cut_change``): its size alone says nothing.
+  (``change`` >= ``cut_change``; intra frames have no MVs, so this is the unwarped difference) and it breaks the
+  stream's keyframe period (a scheduled IDR arrives one period after the last keyframe; an encoder's scene-cut IDR
+  does not): its size alone says nothing. On ``bikes.mp4`` (scene-cut IDRs at 30, 76, 137, 187, 242) every cut
+  opens a group and nothing else does.
 - A non-key frame is a cut if its bits spike (>= ``spike_ratio`` x running rate) *and* the picture changed; the
   spike alone would also fire on x264's quality ramp after each IDR (frames 4-13 above cost 10-15 kbit with the
-  picture unchanged).
+  picture unchanged). "Changed" is measured after motion compensation (``saliency.FrameSaliency.change``), so a
+  camera pan that starts after a still stretch (bits jump 60x) is motion, not a string of cuts.
 - The running rate is an EMA (``bitcost_ema`` per frame) of the billed bits, each capped at ``spike_ratio`` x rate so
   one cut does not inflate the threshold for the next second.
 """
@@ -73,6 +77,21 @@ class BitCostGrouper:
         self.rate: float | None = None      # running bits per ordinary frame
         self.length = 0                     # frames in the open group
         self.cost = 0.0                     # billed bits since the anchor
+        self.frames = 0                     # frames pushed since the reset
+        self.last_key: int | None = None    # frame number of the last keyframe
+        self.key_interval: int | None = None  # frames between the last two keyframes
+        self.key_period: int | None = None    # an interval seen twice in a row: the encoder's keyframe schedule
+
+    def _periodic_key(self) -> bool:
+        """Note a keyframe at the current frame; True when it keeps the stream's keyframe period (an encoder's
+        scheduled IDR, never a cut: during a pan its unwarped change is large, but so it was one period ago).
+        Scene-cut IDRs restart the encoder's count, so the schedule is measured from the last keyframe of any kind."""
+        interval = None if self.last_key is None else self.frames - self.last_key
+        periodic = interval is not None and interval in (self.key_interval, self.key_period)
+        if interval is not None and interval == self.key_interval:
+            self.key_period = interval
+        self.last_key, self.key_interval = self.frames, interval
+        return periodic
 
     @property
     def threshold(self) -> float:
@@ -90,6 +109,8 @@ class BitCostGrouper:
 
     def push(self, bits: int, key_frame: bool, change: float = 0.0) -> Decision:
         cfg = self.config
+        self.frames += 1
+        periodic = self._periodic_key() if key_frame else False
         if self.length == 0:                      # the frame after a closed group (or the first) is an anchor
             self._open()
             if not key_frame:
@@ -97,8 +118,10 @@ class BitCostGrouper:
             return Decision(Boundary.NONE, 0.0, self.threshold)
         changed = change >= cfg.cut_change
         spike = self.rate is not None and bits >= cfg.spike_ratio * self.rate
-        if changed and (key_frame or spike):
+        if changed and ((key_frame and not periodic) or (not key_frame and spike)):
             self._open()
+            if not key_frame:
+                self._update_rate(bits)      # capped: a new shot moves the rate, one frame cannot own it
             return Decision(Boundary.BEFORE, 0.0, self.threshold)
         billed = (self.rate or 0.0) if key_frame else float(bits)
         if not key_frame:

@@ -40,7 +40,9 @@ class SaliencyConfig:
 
 @dataclass(frozen=True)
 class FrameSaliency:
-    """Saliency of one frame. ``change``: mean |luma - previous luma| (unwarped, grey levels), the cut detector's cue."""
+    """Saliency of one frame. ``change``: mean |luma - prediction| in grey levels, the prediction being the previous
+    frame warped by this frame's MVs (unwarped for intra frames): the cut detector's cue. A pan is predicted well
+    and stays low; a cut (intra-coded macroblocks, no MVs to follow) does not."""
 
     patches: np.ndarray      # (rows, cols) float32
     blocks: np.ndarray       # (block_rows, block_cols) float32
@@ -180,13 +182,13 @@ class SaliencyScorer:
         if previous is None:
             zeros = np.zeros((grid.rows, grid.cols), np.float32)
             return FrameSaliency(zeros, block_sum(zeros), 0.0)
-        diff = self._cv2.absdiff(luma, previous)
-        change = float(diff.mean())
         if mvs is None or len(mvs) == 0:          # intra: everything is new relative to the unwarped past
             magnitude = None
+            diff = self._cv2.absdiff(luma, previous)
         else:
             flow, magnitude = self.motion(mvs)
             diff = self._cv2.absdiff(luma, self.warp(previous, flow))
+        change = float(diff.mean())
         residual = np.maximum(patch_mean(diff, patch) - cfg.residual_noise, 0.0)
         fused = cfg.residual_weight * robust_normalise(residual, cfg.percentile, cfg.residual_floor, cfg.clip)
         if magnitude is not None:

@@ -114,3 +114,15 @@ def test_fixed_and_planned_groupers():
     assert [d.boundary for d in ds] == [Boundary.NONE, Boundary.AFTER, Boundary.NONE, Boundary.NONE, Boundary.AFTER]
     assert [d.billed_bits for d in ds] == [0, 1, 0, 2, 3]
     assert ds[1].threshold == 10.0 and ds[4].threshold == 20.0
+
+
+def test_scheduled_keyframes_are_never_cuts_scene_cut_keyframes_are():
+    """IDRs every 30 frames during a pan (big unwarped change) keep the period: only the first can be mistaken;
+    an IDR off the period with a changed picture is a cut."""
+    g = BitCostGrouper(GroupingConfig(min_frames=4, max_frames=64, ratio=16))
+    keys = {0, 30, 60, 90, 105, 135}
+    decisions = [g.push(50_000 if i in keys else 2_000, i in keys, 25.0 if i in keys else 1.0) for i in range(150)]
+    cuts = [i for i, d in enumerate(decisions) if d.boundary is Boundary.BEFORE]
+    assert 60 not in cuts and 90 not in cuts      # the period (30) is known from the second interval on
+    assert 105 in cuts                            # off the period, picture changed
+    assert 135 not in cuts                        # the schedule restarts at the scene-cut IDR

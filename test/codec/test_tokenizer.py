@@ -253,3 +253,28 @@ def test_tokenize_file_bad_input(clip_file, tmp_path):
         tokenize_file(clip_file, CONFIG, canvases=10)
     with pytest.raises(VideoFileNotFoundError):
         tokenize_file(tmp_path / "missing.mp4")
+
+
+def _frames(n_before_cut, n_after, cut_bits=50_000):
+    """Decoded frames (real DecodedFrame values, luma only) of a still shot, then a cut to another still shot."""
+    from ov2_ros.codec.decoder import EMPTY_MVS
+    from ov2_ros.codec.types import DecodedFrame
+
+    rng = np.random.default_rng(3)
+    shots = [rng.integers(0, 256, (120, 160), dtype=np.uint8) for _ in range(2)]
+    out = []
+    for i in range(n_before_cut + n_after):
+        cut = i == n_before_cut
+        out.append(DecodedFrame(index=i, time_s=i / 30, stamp=None, bits=cut_bits if cut else 1000, pict_type="P",
+                                key_frame=False, width=160, height=120, luma=shots[i >= n_before_cut],
+                                mvs=EMPTY_MVS))
+    return out
+
+
+@pytest.mark.parametrize("grace, spans", [(2, [(0, 12), (12, 20)]), (0, [(0, 11), (11, 12), (12, 20)])])
+def test_a_cut_just_after_a_group_completes_joins_it(grace, spans):
+    config = replace(CONFIG, bitcost_ratio=10, min_group_frames=2)
+    tok = CodecTokenizer(config, cut_grace=grace)
+    groups = [g for f in _frames(12, 8) for g in tok.push_frame(f)] + tok.flush()
+    assert [(g.start_frame, g.end_frame) for g in groups] == spans
+    assert all(c.pixels.shape == (112, 168, 3) for g in groups for c in g.canvases)
