@@ -78,10 +78,16 @@ def motion_vectors(frame: av.VideoFrame) -> np.ndarray:
 class StreamDecoder:
     """Decode a live Annex-B stream one access unit at a time.
 
-    ``threads``: FRAME threading decodes several pictures at once (output lags by about ``thread_count`` frames),
-    SLICE threading splits one picture (no lag, but only helps streams with several slices), "none" decodes on the
-    calling thread. ``fps``: if given, ``time_s = index / fps``; otherwise seconds from the stamps when the first
-    frame's stamp is a time (float seconds, ROS Time), else ``index / 30``.
+    ``threads``: FRAME threading decodes several pictures at once (output lags by ``thread_count - 1`` AUs), SLICE
+    threading splits one picture (no lag, but only helps streams with several slices), "none" decodes on the calling
+    thread. The default is FRAME by measurement (``bench/decoder_threads.py``, 1280x720 libx264 zerolatency clip with
+    several slices per picture, 280 AUs, thread_count=2, 2-core machine at load ~9): none 160 fps, slice 160 fps
+    (1.00x), frame 174 fps (1.09x, 1 AU of delay); bare PyAV with FRAME threads 175 fps, so validation, gating and
+    stamp mapping cost under 1%. All three modes give identical MVs and luma.
+
+    ``fps``: if given, ``time_s = index / fps``; otherwise seconds since the first frame's stamp when that stamp is a
+    time (float seconds, ROS Time), else ``index / 30``. Stamps are the source's clock, so they survive dropped or
+    gated frames, which an assumed rate would not.
     """
 
     def __init__(self, codec: Codec = "h264", threads: Threads = "frame", thread_count: int = 2,
