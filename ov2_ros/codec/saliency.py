@@ -3,8 +3,8 @@
 Each decoded frame is analysed at *half* canvas resolution (``analysis_grid``: the canvas grid with 7-px patches
 for 14-px ones; per-patch statistics barely change and every array op gets 4x cheaper):
 
-- **motion**: the exported MVs are rasterised onto a field of 8x8-source-pixel cells (``bincount`` over the cells each
-  MV block covers, so no Python loop over MVs); the per-cell mean magnitude, in canvas pixels, is averaged per patch.
+- **motion**: the exported MVs are rasterised onto a field of 16x16-source-pixel (macroblock) cells (``bincount`` over
+  cell indices, so no Python loop over MVs); the per-cell mean magnitude, in canvas pixels, is averaged per patch.
 - **residual**: the previous frame's luma is warped by the past-reference MVs (``cv2.remap``) and compared with
   this frame: mean |luma - warped| per patch, minus a coding-noise allowance. Intra frames (no MVs) compare with the
   unwarped previous frame, so a cut lights up everywhere.
@@ -24,7 +24,8 @@ import numpy as np
 
 from ov2_ros.codec.packing import CanvasGrid
 
-MV_CELL = 8   # H.264 exports MVs per 8x8 / 16x8 / 8x16 / 16x16 partition: 8 px cells hold every partition exactly
+MV_CELL = 16  # one macroblock: H.264 partitions (16x16 down to 8x8) never straddle one, so an MV's centre names its
+              # cell; the smaller partitions of one macroblock are averaged (finer than the 7-px analysis patches)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def robust_normalise(x: np.ndarray, percentile: float, floor: float, clip: float
 
 
 class MotionField:
-    """Rasterises MVs of a fixed source size onto 8-px cells and samples the cells at canvas pixels.
+    """Rasterises MVs of a fixed source size onto macroblock cells and samples the cells at ``grid`` pixels.
 
     ``__call__(mvs) -> (flow (H, W, 2) float32 canvas px towards the past reference, magnitude (H, W) float32)``.
     """
@@ -109,12 +110,16 @@ class MotionField:
         bw, bh = mvs["w"].astype(np.int32), mvs["h"].astype(np.int32)
         x0 = (mvs["dst_x"] - bw // 2) // MV_CELL
         y0 = (mvs["dst_y"] - bh // 2) // MV_CELL
-        nx, ny = np.maximum(bw // MV_CELL, 1), np.maximum(bh // MV_CELL, 1)
-        dx, dy = self._offsets(int(nx.max()), int(ny.max()))
-        # every (MV, covered cell) pair, as flat cell indices
-        cx, cy = x0[:, None] + dx, y0[:, None] + dy
-        ok = (dx < nx[:, None]) & (dy < ny[:, None]) & (cx >= 0) & (cx < cw) & (cy >= 0) & (cy < ch)
-        mv_of, cell = np.nonzero(ok)[0], (cy * cw + cx)[ok]
+        if bw.max() <= MV_CELL and bh.max() <= MV_CELL:       # H.264: each MV lies in one cell, named by its centre
+            cx = np.clip(mvs["dst_x"] // MV_CELL, 0, cw - 1)
+            cy = np.clip(mvs["dst_y"] // MV_CELL, 0, ch - 1)
+            mv_of, cell = np.arange(len(mvs)), cy * cw + cx
+        else:                                                  # larger blocks: every (MV, covered cell) pair
+            nx, ny = np.maximum(bw // MV_CELL, 1), np.maximum(bh // MV_CELL, 1)
+            dx, dy = self._offsets(int(nx.max()), int(ny.max()))
+            cx, cy = x0[:, None] + dx, y0[:, None] + dy
+            ok = (dx < nx[:, None]) & (dy < ny[:, None]) & (cx >= 0) & (cx < cw) & (cy >= 0) & (cy < ch)
+            mv_of, cell = np.nonzero(ok)[0], (cy * cw + cx)[ok]
         count = np.bincount(cell, minlength=n_cells)
         magnitude[:] = np.bincount(cell, weights=np.hypot(mx, my)[mv_of], minlength=n_cells) / np.maximum(count, 1)
         past = mvs["source"][mv_of] < 0
@@ -162,6 +167,7 @@ class SaliencyScorer:
         a = self.analysis
         gx, gy = np.meshgrid(np.arange(a.width, dtype=np.float32), np.arange(a.height, dtype=np.float32))
         self._base = np.stack([gx, gy], axis=-1)
+        self._map = np.empty_like(self._base)     # reused: warp() runs for every frame
         self._cv2 = cv2
 
     def analysis_luma(self, canvas_luma: np.ndarray) -> np.ndarray:
@@ -174,7 +180,8 @@ class SaliencyScorer:
     def warp(self, previous: np.ndarray, flow: np.ndarray) -> np.ndarray:
         """Motion-compensated prediction of this frame from ``previous`` (h, w) uint8 with ``flow`` (h, w, 2)."""
         cv2 = self._cv2
-        return cv2.remap(previous, self._base + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        np.add(self._base, flow, out=self._map)
+        return cv2.remap(previous, self._map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def score(self, luma: np.ndarray, previous: np.ndarray | None, mvs: np.ndarray | None) -> FrameSaliency:
         """``luma``, ``previous``: ``analysis_luma`` of this and the previous frame (None: stream start)."""

@@ -32,14 +32,21 @@ def test_motion_field_places_vectors_on_their_blocks():
     assert np.abs(flow[40:, :]).max() == 0 and mag[40:, :].max() == 0     # the zero-motion block and empty cells
 
 
-def test_motion_field_8x8_partitions_and_future_refs():
+def test_motion_field_partitions_and_future_refs():
     grid = CanvasGrid(56, 56, 14)
     field = MotionField(56, 56, grid)
-    mvs = _mvs([(8, 8, 4, 4, 4, 0, 1), (8, 8, 12, 4, -4, 0, 1)])
-    mvs[1]["source"] = 1                             # future reference (B-frame): magnitude yes, warp no
+    # macroblock 0: two 8x8 partitions (averaged); macroblock 1: a future-reference MV (B-frame)
+    mvs = _mvs([(8, 8, 4, 4, 4, 0, 1), (8, 8, 12, 4, 8, 0, 1), (16, 16, 24, 8, -4, 0, 1)])
+    mvs[2]["source"] = 1
     flow, mag = field(mvs)
-    assert flow[0:8, 0:8, 0].min() == 4 and flow[0:8, 8:16, 0].max() == 0
-    assert mag[0:8, 0:8].min() == 4 and mag[0:8, 8:16].min() == 4
+    assert (flow[0:16, 0:16, 0] == 6).all() and (mag[0:16, 0:16] == 6).all()
+    assert flow[0:16, 16:32].max() == 0 and (mag[0:16, 16:32] == 4).all()      # magnitude yes, warp no
+
+
+def test_motion_field_blocks_larger_than_a_cell():
+    grid = CanvasGrid(112, 112, 14)
+    flow, mag = MotionField(112, 112, grid)(_mvs([(32, 32, 48, 16, 8, 8, 4)]))   # 32x32 block at x 32..63
+    assert (flow[0:32, 32:64] == 2).all() and flow[32:, :].max() == 0 and flow[:, :32].max() == 0
 
 
 def test_empty_mvs_give_zero_field():
