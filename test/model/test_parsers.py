@@ -72,3 +72,19 @@ def test_parsers_never_raise_and_stay_in_bounds(task, text, times):
 def test_parse_query_never_raises(text, default):
     q = parse_query(text, default)
     assert q.task in ("track", "point", "waypoints", "ground", "ask")
+
+
+_coord = st.integers(0, 1000)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 2, allow_nan=False), st.integers(0, 9), _coord, _coord), min_size=1,
+                max_size=12), st.text(alphabet="abc xyz", max_size=12))
+def test_well_formed_tracks_round_trip(entries, label):
+    text = '<tracks coords="' + "; ".join(f"{t:.2f} {i} {x} {y}" for t, i, x, y in entries) + f'">{label}</tracks>'
+    a = parse_answer("track", text, TIMES, SIZE)
+    assert not a.errors and len(a.tracks) == len(entries)
+    for p, (t, i, x, y) in zip(a.tracks, entries):
+        assert p.obj_id == i and p.label == label.strip()
+        assert abs(p.x - x * SIZE[1] / 1000) < 1e-9 and abs(p.y - y * SIZE[0] / 1000) < 1e-9
+        assert abs(TIMES[p.frame] - round(t, 2)) <= min(abs(v - round(t, 2)) for v in TIMES.values()) + 1e-12
