@@ -153,12 +153,15 @@ def _sorted_blocks(blocks: np.ndarray, grid: CanvasGrid) -> np.ndarray:
     return blocks[np.lexsort((blocks[:, 2], blocks[:, 1], blocks[:, 0]))]
 
 
-def _pack_plane(blocks: np.ndarray, which: np.ndarray, stack: np.ndarray, grid: CanvasGrid, fill: int) -> np.ndarray:
-    """Tiles ``(which[i], r_i, c_i)`` of ``stack`` (n, H, W, C) into tiles 0, 1, ... of one (H, W, C) plane."""
+def _pack_plane(blocks: np.ndarray, which: np.ndarray, planes: list[np.ndarray], grid: CanvasGrid,
+                fill: int) -> np.ndarray:
+    """Tiles ``(r_i, c_i)`` of ``planes[which[i]]`` ((H, W, C) each) into tiles 0, 1, ... of one (H, W, C) plane.
+    Gathers from each source image's tile view, so no frame is copied whole."""
     b = 2 * grid.patch
-    tiles = np.full((grid.num_blocks, b, b, stack.shape[-1]), fill, dtype=np.uint8)
-    if len(blocks):
-        tiles[: len(blocks)] = _tiles(stack, grid)[which, blocks[:, 1], blocks[:, 2]]
+    tiles = np.full((grid.num_blocks, b, b, planes[0].shape[-1] if planes else 1), fill, dtype=np.uint8)
+    for k, plane in enumerate(planes):
+        rows = np.flatnonzero(which == k)
+        tiles[rows] = _tiles(plane[None], grid)[0, blocks[rows, 1], blocks[rows, 2]]
     return _untile(tiles, grid)
 
 
@@ -171,9 +174,10 @@ def pack_blocks(blocks: np.ndarray, images: dict[int, np.ndarray], grid: CanvasG
     """
     blocks = _sorted_blocks(blocks, grid)
     frames, which = np.unique(blocks[:, 0], return_inverse=True)
-    stack = (np.stack([images[int(t)] for t in frames]) if len(frames)
-             else np.zeros((0, grid.height, grid.width, 3), np.uint8))
-    return _pack_plane(blocks, which, stack, grid, 0), pad_positions(block_positions(blocks), grid)
+    pixels = _pack_plane(blocks, which, [images[int(t)] for t in frames], grid, 0)
+    if not len(frames):
+        pixels = np.zeros((grid.height, grid.width, 3), np.uint8)
+    return pixels, pad_positions(block_positions(blocks), grid)
 
 
 def pack_blocks_yuv(blocks: np.ndarray, images: dict[int, np.ndarray], grid: CanvasGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -186,13 +190,12 @@ def pack_blocks_yuv(blocks: np.ndarray, images: dict[int, np.ndarray], grid: Can
     frames, which = np.unique(blocks[:, 0], return_inverse=True)
     h, w = grid.size
     half = CanvasGrid(h // 2, w // 2, grid.patch // 2)
-    planes = [np.stack([i420_planes(images[int(t)])[k] for t in frames])[..., None] if len(frames)
-              else np.zeros((0, *(grid.size if k == 0 else half.size), 1), np.uint8) for k in range(3)]
+    sources = [i420_planes(images[int(t)]) for t in frames]
     out = np.empty((h * 3 // 2, w), dtype=np.uint8)
     y, u, v = i420_planes(out)
-    y[:] = _pack_plane(blocks, which, planes[0], grid, 0)[..., 0]       # Y=0, U=V=128: black in BT.601
-    u[:] = _pack_plane(blocks, which, planes[1], half, 128)[..., 0]
-    v[:] = _pack_plane(blocks, which, planes[2], half, 128)[..., 0]
+    y[:] = _pack_plane(blocks, which, [p[0][..., None] for p in sources], grid, 0)[..., 0]  # Y=0, U=V=128: black
+    u[:] = _pack_plane(blocks, which, [p[1][..., None] for p in sources], half, 128)[..., 0]
+    v[:] = _pack_plane(blocks, which, [p[2][..., None] for p in sources], half, 128)[..., 0]
     return yuv_to_rgb(out), pad_positions(block_positions(blocks), grid)
 
 
