@@ -74,10 +74,12 @@ def ratio(value: float, baseline: float) -> float | None:
     return float(value) / float(baseline)
 
 
-def pyav_decode_floor(aus: Iterable[bytes], thread_count: int = 2, codec: str = "h264") -> int:
+def pyav_decode_floor(aus: Iterable[bytes], thread_count: int = 2, codec: str = "h264",
+                      latencies: list[float] | None = None) -> int:
     """The least any consumer of MVs and luma must do, as a baseline: decode every Annex-B AU with a bare PyAV
     ``CodecContext`` (``flags2=+export_mvs``, FRAME threads as the tokenizer's default), take each frame's Y-plane
-    view and MV array, and nothing else (no validation, gating or stamps). Returns the number of frames."""
+    view and MV array, and nothing else (no validation, gating or stamps). Returns the number of frames.
+    ``latencies``, if given, gets the wall seconds of each AU's decode call (the flush not included)."""
     import av
 
     from ov2_ros.codec.decoder import luma_view, motion_vectors
@@ -86,7 +88,9 @@ def pyav_decode_floor(aus: Iterable[bytes], thread_count: int = 2, codec: str = 
     ctx.options = {"flags2": "+export_mvs"}
     ctx.thread_type, ctx.thread_count = "FRAME", thread_count
     frames = 0
+    clock = time.perf_counter
     for au in [*aus, None]:                      # None flushes the frames still in the threads / reorder buffer
+        t0 = clock()
         packet = None
         if au is not None:
             packet = av.Packet(len(au))          # never av.Packet(bytes) with frame threads: deadlocks on free
@@ -95,6 +99,8 @@ def pyav_decode_floor(aus: Iterable[bytes], thread_count: int = 2, codec: str = 
             luma_view(frame)
             motion_vectors(frame)
             frames += 1
+        if latencies is not None and au is not None:
+            latencies.append(clock() - t0)
     return frames
 
 
