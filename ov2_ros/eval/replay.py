@@ -51,6 +51,7 @@ class ReplayConfig:
     max_new_tokens: int = 128
     device: str = "cpu"
     storage: Storage = "mcap"          # of the results bag
+    uniform_group_frames: int = 32     # uniform mode's fixed group length (match codec's to equal total tokens)
     encode_fps: float = 30.0           # raw/JPEG input only: the bridge encoder's nominal rate
     encode_gop: int = 30
 
@@ -104,7 +105,8 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
     if first is None:
         raise EvalError(f"bag {bag}: topic {config.topic} has no messages")
     pipeline = PerceptionPipeline(
-        PipelineConfig(tokenizer=TokenizerConfig(mode=config.mode, window_canvases=config.canvases),
+        PipelineConfig(tokenizer=TokenizerConfig(mode=config.mode, window_canvases=config.canvases,
+                                                 uniform_group_frames=config.uniform_group_frames),
                        model=config.model, device=config.device, segment=config.segment, rerun="group",
                        max_new_tokens=config.max_new_tokens),
         runtime=runtime, tracker_factory=tracker_factory)

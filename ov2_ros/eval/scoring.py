@@ -146,15 +146,33 @@ def _track_scores(results: ReplayResults, gt: VideoAnnotation,
 
 
 def tokenization_scores(results: ReplayResults, onset_frames: tuple[int, ...], near: int = 2) -> dict[str, float]:
-    """Model-free: tokens spent, and the share of GT onsets whose frame (or a frame within ``near``) gave tokens."""
+    """Model-free figures: tokens spent, and how they relate to the GT onsets (an onset counts within ``near`` frames).
+
+    ``onsets_on_selected`` / ``onsets_within_N``: onsets whose frame (or a neighbour) gave tokens to some canvas.
+    ``onsets_at_group_start``: onsets where a group starts, so the new scene is an I-canvas anchor, seen whole.
+    ``onset_token_density``: the share of tokens on frames near onsets over the share of such frames (1 = spread
+    evenly, > 1 = tokens gather at the onsets).
+    """
     selected = set(results.selected_frames)
-    tokens = sum(n for g in results.groups for n in g.tokens_per_frame.values())
+    per_frame: dict[int, float] = {}
+    for g in results.groups:
+        for f, n in g.tokens_per_frame.items():
+            per_frame[f] = per_frame.get(f, 0.0) + n
+    tokens = sum(per_frame.values())
     out = {"tokens_total": float(tokens), "frames_selected": float(len(selected)),
            "tokens_per_window": float(np.mean([w.tokens for w in results.windows])) if results.windows else 0.0}
     if onset_frames:
+        def near_any(frames: set[int], f: int) -> bool:
+            return any(f + d in frames for d in range(-near, near + 1))
+
+        starts = {g.start_frame for g in results.groups}
+        around = {f + d for f in onset_frames for d in range(-near, near + 1) if 0 <= f + d < results.num_frames}
         out["onsets_on_selected"] = sum(f in selected for f in onset_frames) / len(onset_frames)
-        out[f"onsets_within_{near}"] = sum(any(f + d in selected for d in range(-near, near + 1))
-                                           for f in onset_frames) / len(onset_frames)
+        out[f"onsets_within_{near}"] = sum(near_any(selected, f) for f in onset_frames) / len(onset_frames)
+        out["onsets_at_group_start"] = sum(near_any(starts, f) for f in onset_frames) / len(onset_frames)
+        if tokens and results.num_frames:
+            share = sum(per_frame.get(f, 0.0) for f in around) / tokens
+            out["onset_token_density"] = share / (len(around) / results.num_frames)
     return out
 
 

@@ -85,6 +85,9 @@ def test_tokenization_scores_count_onsets_on_selected_frames():
     out = tokenization_scores(r, (0, 10, 30, 40))
     assert out["onsets_on_selected"] == 0.5 and out["onsets_within_2"] == 0.75   # 10 is 2 from 12
     assert out["tokens_total"] == 60 and out["frames_selected"] == 3
+    assert out["onsets_at_group_start"] == 0.25                # only onset 0 opens a group
+    # all 60 tokens sit within 2 frames of an onset; those frames are 3 + 5 + 5 + 5 = 18 of 50
+    assert out["onset_token_density"] == pytest.approx(1.0 / (18 / 50))
     assert frame_at(r, 1.04) == 10
 
 
