@@ -1,28 +1,7 @@
-"""Decoded RGB frames of the shared real-H.264 clips, and a factory for tiny-random trackers."""
+"""Segment tests run tiny models: one torch thread (see the fixture)."""
 from __future__ import annotations
 
-import functools
-
-import numpy as np
 import pytest
-
-from ov2_ros.codec.decoder import StreamDecoder
-
-
-@functools.lru_cache(maxsize=None)
-def _decode(aus: tuple[bytes, ...]) -> tuple[np.ndarray, ...]:
-    frames = []
-    with StreamDecoder(threads="none") as dec:
-        for au in aus:
-            frames.extend(f.rgb() for f in dec.decode(au))
-        frames.extend(f.rgb() for f in dec.flush())
-    return tuple(frames)
-
-
-@pytest.fixture(scope="session")
-def small_frames(small_clip) -> tuple[np.ndarray, ...]:
-    """The 160x120 event clip decoded from H.264: 120 (120, 160, 3) uint8 RGB frames."""
-    return _decode(small_clip.aus)
 
 
 @pytest.fixture(autouse=True, scope="package")
