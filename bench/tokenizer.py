@@ -130,6 +130,19 @@ def reference_cli() -> tuple[Path | None, str | None]:
     return exe, None
 
 
+def reference_versions() -> dict:
+    """Versions that the reference's numbers depend on: the package, its numpy/opencv, and the ffmpeg binary."""
+    code = ("import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
+            "('codec-video-prep', 'numpy', 'opencv-python-headless')}))")
+    out: dict = {}
+    done = subprocess.run([str(REFERENCE_VENV / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    if done.returncode == 0:
+        out.update(json.loads(done.stdout))
+    if shutil.which("ffmpeg"):
+        out["ffmpeg"] = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return out
+
+
 def run_timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -162,6 +175,7 @@ def bench_vs_reference(clips: dict[str, Path], repeats: int, canvases: int = 32)
         ref_cmd = [str(exe), "--video", "CLIP", "--out_dir", "DIR", *REFERENCE_ARGS]
         commands.update({"reference": ref_cmd, "reference_2_threads": [*ref_cmd, "--thread_count", "2"]})
     out: dict = {"reference": "codec-video-prep==0.2.5 (cv-preinfer)", "skipped": why, "clips": {},
+                 "reference_versions": reference_versions() if exe is not None else None,
                  "commands": {k: " ".join(Path(c).name if i == 0 else c for i, c in enumerate(v))
                               for k, v in commands.items()}}
     for name, path in clips.items():
@@ -406,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         throughput, latencies = bench_throughput({**speed_clips, "bikes.mp4": bikes}, repeats)
         latency = {name: {k: common.summary_ms(v) for k, v in lat.items()} for name, lat in latencies.items()}
         print_speed(throughput, latency)
-        data.update(throughput=throughput, latency_push=latency)
+        data.update(throughput=throughput, latency_per_au=latency)
     if "reference" in parts:
         reference = bench_vs_reference({**speed_clips, "bikes.mp4": bikes}, max(1, repeats // 2 + 1))
         print_reference(reference)
