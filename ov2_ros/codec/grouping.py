@@ -66,6 +66,39 @@ class Decision:
     threshold: float       # the threshold the open group is measured against after this frame
 
 
+class KeyframeSchedule:
+    """Tells an encoder's scheduled keyframes from its scene-cut keyframes, from keyframe positions alone.
+
+    ``scheduled(frame)`` notes a keyframe; True when it keeps the stream's period (the interval since the previous
+    keyframe equals the one before it, or a period already seen twice in a row). Scene-cut IDRs restart the encoder's
+    count, so intervals are measured from the last keyframe of any kind. The first two keyframes are never
+    "scheduled": there is no period to keep yet.
+    """
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        self.interval: int | None = None
+        self.period: int | None = None
+
+    def scheduled(self, frame: int) -> bool:
+        interval = None if self.last is None else frame - self.last
+        periodic = interval is not None and interval in (self.interval, self.period)
+        if interval is not None and interval == self.interval:
+            self.period = interval
+        self.last, self.interval = frame, interval
+        return periodic
+
+
+def scene_cut_keyframes(key: np.ndarray) -> list[int]:
+    """Frames (output order) of keyframes off the stream's schedule, after the first: the encoder's scene cuts.
+    Offline, the whole file is known: the schedule is the most common keyframe interval, if any repeats."""
+    frames = np.flatnonzero(np.asarray(key, dtype=bool))
+    intervals = np.diff(frames)
+    values, counts = np.unique(intervals, return_counts=True)
+    period = int(values[np.argmax(counts)]) if len(counts) and counts.max() >= 2 else None
+    return [int(f) for f, gap in zip(frames[1:], intervals) if gap != period]
+
+
 class BitCostGrouper:
     """Online bit-cost grouping; see the module docstring. ``reset()`` forgets everything (new stream / size)."""
 
@@ -78,20 +111,7 @@ class BitCostGrouper:
         self.length = 0                     # frames in the open group
         self.cost = 0.0                     # billed bits since the anchor
         self.frames = 0                     # frames pushed since the reset
-        self.last_key: int | None = None    # frame number of the last keyframe
-        self.key_interval: int | None = None  # frames between the last two keyframes
-        self.key_period: int | None = None    # an interval seen twice in a row: the encoder's keyframe schedule
-
-    def _periodic_key(self) -> bool:
-        """Note a keyframe at the current frame; True when it keeps the stream's keyframe period (an encoder's
-        scheduled IDR, never a cut: during a pan its unwarped change is large, but so it was one period ago).
-        Scene-cut IDRs restart the encoder's count, so the schedule is measured from the last keyframe of any kind."""
-        interval = None if self.last_key is None else self.frames - self.last_key
-        periodic = interval is not None and interval in (self.key_interval, self.key_period)
-        if interval is not None and interval == self.key_interval:
-            self.key_period = interval
-        self.last_key, self.key_interval = self.frames, interval
-        return periodic
+        self.schedule = KeyframeSchedule()
 
     @property
     def threshold(self) -> float:
@@ -110,7 +130,7 @@ class BitCostGrouper:
     def push(self, bits: int, key_frame: bool, change: float = 0.0) -> Decision:
         cfg = self.config
         self.frames += 1
-        periodic = self._periodic_key() if key_frame else False
+        periodic = self.schedule.scheduled(self.frames) if key_frame else False
         if self.length == 0:                      # the frame after a closed group (or the first) is an anchor
             self._open()
             if not key_frame:
@@ -208,3 +228,16 @@ def plan_group_ends(billed: np.ndarray, n_groups: int, min_frames: int = 1) -> l
         prev = end
     ends.append(n_frames)
     return ends
+
+
+def snap_to_cuts(ends: list[int], cuts: list[int], max_shift: int) -> list[int]:
+    """Move planned group ends onto scene cuts within ``max_shift`` frames, so a group starts at each cut it can;
+    ends stay strictly increasing and the last end stays put."""
+    out = list(ends)
+    for i in range(len(out) - 1):
+        lo = out[i - 1] + 1 if i else 1
+        hi = out[i + 1] - 1
+        near = [c for c in cuts if abs(c - out[i]) <= max_shift and lo <= c <= hi]
+        if near:
+            out[i] = min(near, key=lambda c: abs(c - out[i]))
+    return out

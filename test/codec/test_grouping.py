@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ov2_ros.codec.grouping import (BitCostGrouper, Boundary, FixedGrouper, GroupingConfig, PlannedGrouper, billed_bits,
-                                    plan_group_ends)
+                                    plan_group_ends, scene_cut_keyframes, snap_to_cuts)
 
 
 def _groups(grouper, bits, keys=None, changes=None):
@@ -126,3 +126,18 @@ def test_scheduled_keyframes_are_never_cuts_scene_cut_keyframes_are():
     assert 60 not in cuts and 90 not in cuts      # the period (30) is known from the second interval on
     assert 105 in cuts                            # off the period, picture changed
     assert 135 not in cuts                        # the schedule restarts at the scene-cut IDR
+
+
+def test_scene_cut_keyframes_from_positions_alone():
+    key = np.zeros(200, bool)
+    key[[0, 30, 60, 75, 105, 135, 150]] = True      # period 30; scene-cut IDRs at 75 and 150 restart the count
+    assert scene_cut_keyframes(key) == [75, 150]
+    irregular = np.zeros(250, bool)
+    irregular[[0, 30, 76, 137, 187, 242]] = True    # bikes.mp4: every keyframe is a cut
+    assert scene_cut_keyframes(irregular) == [30, 76, 137, 187, 242]
+
+
+def test_snap_to_cuts():
+    assert snap_to_cuts([25, 50, 75, 100], [31, 70], max_shift=8) == [31, 50, 70, 100]
+    assert snap_to_cuts([25, 50, 100], [90], max_shift=8) == [25, 50, 100]          # too far, and the last stays
+    assert snap_to_cuts([10, 12, 40], [11], max_shift=5) == [11, 12, 40]            # ends stay increasing
