@@ -13,7 +13,7 @@ from typing import Any, Literal
 import av
 import numpy as np
 
-from ov2_ros.codec.errors import BitstreamError, DecodeError
+from ov2_ros.codec.errors import BitstreamError, CodecError, DecodeError
 from ov2_ros.codec.nal import (
     Codec, EntryGate, _check_codec, count_pictures, split_access_units, validate_access_unit,
 )
@@ -110,6 +110,7 @@ class StreamDecoder:
         self._time_origin: float | None = None           # stamp seconds of frame 0 when timing by stamps
         self._last_time = 0.0
         self._counts = dict(aus_in=0, aus_gated=0, aus_bad=0, frames_out=0, frames_corrupt=0, resolution_changes=0)
+        self._undelivered: list[DecodedFrame] = []      # completed before an error cut a call short
         self._closed = False
 
     # --- public ---------------------------------------------------------------------------------------------------
@@ -123,29 +124,49 @@ class StreamDecoder:
 
         Bytes holding several pictures (a sender that batched AUs) are split and decoded one by one, all with this
         ``stamp``. Raises ``BitstreamError`` for bytes that are not an AU and ``DecodeError`` when FFmpeg rejects
-        one; the decoder stays usable in both cases and the caller decides whether to skip. Damage FFmpeg can
-        conceal (a truncated or bit-flipped slice) raises nothing: the frame comes out with ``corrupt=True``.
+        one; the decoder stays usable in both cases and the caller decides whether to skip. Frames completed before
+        the error come out of the next call. Damage FFmpeg can conceal (a truncated or bit-flipped slice) raises
+        nothing: the frame comes out with ``corrupt=True``.
         """
         self._check_open()
+        out, self._undelivered = self._undelivered, []
+        try:
+            for part, nals in self._pictures(au):
+                self._decode_picture(part, nals, stamp, out)
+        except CodecError:
+            self._undelivered = out
+            raise
+        return out
+
+    def _pictures(self, au: bytes) -> list[tuple[bytes, tuple[bytes, ...]]]:
+        """Validate ``au`` and return its pictures with their NALs: normally one, more if the sender batched AUs
+        (FFmpeg alone would decode only the first)."""
         try:
             nals = validate_access_unit(au, self.codec)
             au = bytes(au)
-            if count_pictures(nals, self.codec) > 1:     # FFmpeg would decode only the first of them
-                return [f for part in split_access_units(au, self.codec) for f in self.decode(part, stamp)]
-            self._counts["aus_in"] += 1
-            data = self.gate.admit(nals, au)
+            if count_pictures(nals, self.codec) <= 1:
+                return [(au, nals)]
+            return [(part, validate_access_unit(part, self.codec)) for part in split_access_units(au, self.codec)]
         except BitstreamError:
             self._counts["aus_in"] += 1
             self._counts["aus_bad"] += 1
             raise
-        bits = 8 * len(au)
+
+    def _decode_picture(self, au: bytes, nals: tuple[bytes, ...], stamp: Any, out: list[DecodedFrame]) -> None:
+        """Gate, restart on a new size, decode; append finished frames to ``out`` as they come (none get lost)."""
+        self._counts["aus_in"] += 1
+        try:
+            data = self.gate.admit(nals, au)
+        except BitstreamError:
+            self._counts["aus_bad"] += 1
+            raise
         if data is None:
             self._counts["aus_gated"] += 1
-            return []
-        out = self._restart_on_new_resolution()
+            return
+        out += self._restart_on_new_resolution()
         pts = self._next_pts
         self._next_pts += 1
-        self._pending[pts] = (stamp, bits)
+        self._pending[pts] = (stamp, 8 * len(au))
         packet = av.Packet(len(data))
         packet.update(data)
         packet.pts = packet.dts = pts
@@ -157,12 +178,18 @@ class StreamDecoder:
             raise DecodeError(f"{self.codec} decoder error at access unit #{self._counts['aus_in'] - 1} "
                               f"({len(au)} bytes, stamp {stamp!r}){lag}: {exc}") from exc
         self._forget_stale(pts)
-        return out
 
     def flush(self) -> list[DecodedFrame]:
         """Drain the frames FFmpeg still holds (reorder buffer, frame threads). The decoder stays usable."""
         self._check_open()
-        return self._drain()
+        out, self._undelivered = self._undelivered, []
+        frames, errors = self._drain()
+        out += frames
+        if errors:
+            self._undelivered = out
+            raise DecodeError(f"{self.codec} decoder rejected {len(errors)} picture(s) while flushing ({errors[0]}); "
+                              f"the other {len(out)} drained frame(s) come out of the next call")
+        return out
 
     def close(self) -> None:
         """Release the codec context (PyAV frees it with the last reference; frames already returned stay valid)."""
@@ -192,15 +219,26 @@ class StreamDecoder:
         if self._closed:
             raise DecodeError("StreamDecoder is closed")
 
-    def _drain(self) -> list[DecodedFrame]:
-        try:
-            frames = self._wrap(self._ctx.decode(None))
-        except av.FFmpegError as exc:
-            raise DecodeError(f"decoder failed while flushing: {exc}") from exc
-        # A drained context only accepts new data after a reopen (FFmpeg's EOF state), and that needs an entry point.
+    def _drain(self) -> tuple[list[DecodedFrame], list[av.FFmpegError]]:
+        """Take every frame FFmpeg still holds, then start a fresh context (a drained one is at EOF for good).
+
+        A bad picture met while draining ends that ``decode(None)`` call; the next call goes on draining, so the
+        frames behind it are not lost. Returns the frames and the errors met (each counted as a bad AU).
+        """
+        frames: list[DecodedFrame] = []
+        errors: list[av.FFmpegError] = []
+        while len(errors) < _PENDING_LIMIT:
+            try:
+                frames += self._wrap(self._ctx.decode(None))
+                break
+            except av.error.EOFError:
+                break
+            except av.FFmpegError as exc:
+                errors.append(exc)
+        self._counts["aus_bad"] += len(errors)
         self._ctx = self._open_context()
-        self.gate.reset()
-        return frames
+        self.gate.reset()               # the fresh context needs an entry point
+        return frames, errors
 
     def _restart_on_new_resolution(self) -> list[DecodedFrame]:
         """If the AU's SPS announces another size, finish the old stream and start a fresh context for the new one."""
@@ -209,7 +247,7 @@ class StreamDecoder:
             if self.resolution is None:
                 self.resolution = new
             return []
-        frames = self._drain()
+        frames, _ = self._drain()       # a bad picture of the old stream is counted and not worth failing the new one
         self.gate.open = True           # the AU that triggered this passed the gate: it is an entry point
         self.resolution = new
         self._counts["resolution_changes"] += 1

@@ -5,6 +5,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from ov2_ros.codec.decoder import MV_DTYPE, StreamDecoder
 from ov2_ros.codec.errors import BitstreamError, DecodeError, UnsupportedFormatError
@@ -149,6 +151,17 @@ def test_bad_access_unit_raises_and_the_stream_goes_on(small_clip, threads, kind
     assert [f.stamp for f in frames] == [s for s in range(40) if s != 20]
 
 
+def test_error_met_while_flushing_raises_and_keeps_the_frames(small_clip):
+    aus = [*small_clip.aus[:20], BAD_AUS["random_slice"][0](None)]   # with frame threads FFmpeg objects at drain
+    with StreamDecoder(threads="frame") as dec:
+        frames = [f for i, au in enumerate(aus) for f in dec.decode(au, stamp=i)]
+        with pytest.raises(DecodeError, match="while flushing"):
+            frames += dec.flush()
+        frames += dec.flush()
+        assert dec.stats.aus_bad == 1
+    assert [f.stamp for f in frames] == list(range(20))
+
+
 def test_unreadable_sps_is_rejected_and_not_cached(clip_factory):
     aus = list(clip_factory(160, 120, gop=20).aus[:60])
     nals = split_nal_units(aus[20])
@@ -222,3 +235,32 @@ def test_hevc_stream_decodes_from_its_first_irap(hevc_aus):
     assert [f.stamp for f in frames] == list(range(10, len(hevc_aus))) and stats.aus_gated == 7
     assert frames[0].key_frame and (frames[0].width, frames[0].height) == (160, 120)
     assert all(f.mvs.dtype == MV_DTYPE for f in frames)   # FFmpeg exports MVs for H.264 only: empty but typed
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hits=st.lists(st.tuples(st.integers(0, 29), st.integers(0, 1 << 16), st.integers(1, 255)), min_size=1,
+                     max_size=12),
+       cut=st.one_of(st.none(), st.tuples(st.integers(0, 29), st.floats(0, 1))),
+       threads=st.sampled_from(["none", "frame"]))
+@example(hits=[(15, 112, 128)], cut=None, threads="none")   # found here: a flip that makes one AU two pictures
+def test_randomly_damaged_stream_only_raises_package_errors_and_loses_no_frame(small_clip, hits, cut, threads):
+    aus = [bytearray(au) for au in small_clip.aus[:30]]
+    for which, pos, xor in hits:              # xor bytes anywhere, headers and start codes included
+        aus[which][pos % len(aus[which])] ^= xor
+    if cut is not None:
+        aus[cut[0]] = aus[cut[0]][:int(len(aus[cut[0]]) * cut[1])]
+    frames, failures = [], 0
+    with StreamDecoder(threads=threads) as dec:
+        for i, au in enumerate(aus):
+            try:
+                frames += dec.decode(bytes(au), stamp=i)
+            except (BitstreamError, DecodeError):
+                failures += 1
+        try:
+            frames += dec.flush()
+        except DecodeError:                   # a bad picture met while draining: the rest comes next call
+            frames += dec.flush()
+        stats = dec.stats
+    assert stats.aus_bad >= failures and stats.frames_out == len(frames)   # every frame made was handed out
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert all(f.luma.shape == (f.height, f.width) for f in frames)

@@ -6,6 +6,8 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ov2_ros.codec.errors import BitstreamError, UnsupportedFormatError
 from ov2_ros.codec.nal import (
@@ -230,3 +232,27 @@ def test_hevc_header_checks_and_unknown_codecs():
         validate_access_unit("00 00 01 65")
     with pytest.raises(UnsupportedFormatError, match="vp9"):
         AnnexBParser("vp9")
+
+
+# --- property checks -----------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=40))
+def test_any_chunking_reassembles_exactly(small_clip, cuts):
+    stream = b"".join(small_clip.aus[:30])
+    bounds = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    parser = AnnexBParser()
+    aus = [au for a, b in zip(bounds, bounds[1:]) for au in parser.feed(stream[a:b])] + parser.flush()
+    assert aus == list(small_clip.aus[:30])
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=300), codec=st.sampled_from(["h264", "hevc"]))
+def test_validation_of_arbitrary_bytes_either_passes_or_raises_bitstream_error(data, codec):
+    try:
+        nals = validate_access_unit(data, codec)
+    except BitstreamError:
+        return
+    assert nals and all(nals)
+    assert join_nal_units(nals).endswith(nals[-1])
