@@ -281,6 +281,12 @@ class PerceptionPipeline:
     def query(self) -> Query | None:
         return self._query
 
+    def has_pending(self) -> bool:
+        """True while a window or query has arrived that no job has taken yet (a query and a window exist)."""
+        with self._lock:
+            return (self._window is not None and self._query is not None and
+                    (self._window_version != self._job_version or self._query_version != self._job_query_version))
+
     def next_job(self, now: float | None = None) -> InferenceJob | None:
         """The newest complete window with the active query, when it is due; None otherwise.
 

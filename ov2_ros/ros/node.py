@@ -108,6 +108,17 @@ class Ov2Node(Node):
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ lifecycle
+    @property
+    def state(self) -> str:
+        """The lifecycle state's label: unconfigured, inactive, active, finalized."""
+        return self._state_machine.current_state[1]
+
+    @property
+    def idle(self) -> bool:
+        """No inference running and nothing waiting for one (for tools that wait for the last answer)."""
+        worker, pipeline = self._worker, self.pipeline
+        return worker is None or pipeline is None or (not worker.busy and not pipeline.has_pending())
+
     def autostart(self) -> bool:
         """configure + activate; True when the node ends up active."""
         if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:

@@ -72,7 +72,7 @@ def send_query(ros, text: str) -> None:
 def test_track_query_gives_answer_points_masks_with_source_stamps(ros, small_clip, make_runtime):
     out = outputs(ros)
     node = start_node(ros, make_runtime())
-    assert node._state_machine.current_state[1] == "active"
+    assert node.state == "active"
     stream = Stream(ros)
     send_query(ros, "track: the red square")
     stream.play(small_clip.aus[:64])
@@ -185,7 +185,7 @@ def test_a_model_that_raises_is_reported_and_decoding_continues(ros, small_clip,
     ros.wait_until(lambda: "illegal memory access" in diag_text(out["diag"]), 20, "model error diagnostics")
     ros.wait_until(lambda: node.pipeline.stats.aus == 48, 10, "every AU decoded")
     assert node.pipeline.stats.model_errors >= 1 and not out["answer"]
-    assert node._state_machine.current_state[1] == "active"
+    assert node.state == "active"
 
 
 def test_slow_model_does_not_delay_packet_callbacks(ros, small_clip, make_runtime):
@@ -219,7 +219,7 @@ def test_parameters_load_from_config_yaml(ros, tmp_path):
     node = ros.add(Ov2Node(cli_args=["--ros-args", "--params-file", str(edited)]))
     assert node.get_parameter("default_task").value == "track"
     assert node.get_parameter("tokenizer.max_group_frames").value == 32
-    assert node._state_machine.current_state[1] == "unconfigured"     # autostart false
+    assert node.state == "unconfigured"     # autostart false
     bad = node.set_parameters([Parameter("default_task", value="dance")])[0]
     assert not bad.successful and "default_task" in bad.reason
 
