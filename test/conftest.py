@@ -32,9 +32,9 @@ def clip_factory():
     return event_clip
 
 
-@pytest.fixture(scope="session")
-def hevc_aus() -> list[bytes]:
-    """30 frames of the event clip as 160x120 HEVC (libx265), IRAP every 10 frames with VPS/SPS/PPS in band."""
+@functools.lru_cache(maxsize=None)
+def hevc_event_aus(width: int = 160, height: int = 120, frames: int = 30) -> tuple[bytes, ...]:
+    """The event clip's first frames as HEVC (libx265), IRAP every 10 frames with VPS/SPS/PPS in band."""
     from fractions import Fraction
 
     import av
@@ -42,31 +42,24 @@ def hevc_aus() -> list[bytes]:
     from ov2_ros.codec.synth import event_frames
 
     ctx = av.CodecContext.create("libx265", "w")
-    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 160, 120, "yuv420p", Fraction(1, 30)
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, "yuv420p", Fraction(1, 30)
     ctx.options = {"preset": "ultrafast",
                    "x265-params": "keyint=10:min-keyint=10:scenecut=0:repeat-headers=1:bframes=0:log-level=error"}
     aus = []
-    for i, (rgb, _) in zip(range(30), event_frames(160, 120)):
+    for i, (rgb, _) in zip(range(frames), event_frames(width, height)):
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
         frame.pts = i
         aus += [bytes(p) for p in ctx.encode(frame)]
-    return aus + [bytes(p) for p in ctx.encode(None)]
-
-
-@functools.lru_cache(maxsize=None)
-def decoded_rgb(aus: tuple[bytes, ...]) -> tuple:
-    """RGB uint8 (H, W, 3) frames of a clip, decoded from its H.264 by the project's StreamDecoder."""
-    from ov2_ros.codec.decoder import StreamDecoder
-
-    frames = []
-    with StreamDecoder(threads="none") as dec:
-        for au in aus:
-            frames.extend(f.rgb() for f in dec.decode(au))
-        frames.extend(f.rgb() for f in dec.flush())
-    return tuple(frames)
+    return tuple(aus + [bytes(p) for p in ctx.encode(None)])
 
 
 @pytest.fixture(scope="session")
-def small_frames(small_clip) -> tuple:
-    """The 160x120 event clip decoded back from H.264: 120 (120, 160, 3) uint8 RGB frames."""
-    return decoded_rgb(small_clip.aus)
+def hevc_aus() -> list[bytes]:
+    """30 frames of 160x120 HEVC (see ``hevc_event_aus``)."""
+    return list(hevc_event_aus())
+
+
+@pytest.fixture(scope="session")
+def hevc_factory():
+    """The cached ``hevc_event_aus`` factory, for other sizes."""
+    return hevc_event_aus

@@ -200,13 +200,51 @@ def parse_sps_resolution(sps_nal: bytes) -> tuple[int, int]:
     width, height = 16 * width_mbs, 16 * height_map_units * (2 - frame_mbs_only)
     if r.u(1):                               # frame_cropping_flag
         left, right, top, bottom = r.ue(), r.ue(), r.ue(), r.ue()
-        chroma_array_type = 0 if separate_planes else chroma_format_idc
-        sub_w = 2 if chroma_array_type in (1, 2) else 1
-        sub_h = 2 if chroma_array_type == 1 else 1
+        sub_w, sub_h = _chroma_subsampling(0 if separate_planes else chroma_format_idc)
         width -= sub_w * (left + right)
         height -= sub_h * (2 - frame_mbs_only) * (top + bottom)
+    return _checked_size(width, height, "H.264")
+
+
+def parse_hevc_sps_resolution(sps_nal: bytes) -> tuple[int, int]:
+    """(width, height) in pixels inside the conformance window, read from an HEVC SPS NAL payload (7.3.2.2)."""
+    if len(sps_nal) < 3 or nal_type_hevc(sps_nal) != HEVC_SPS:
+        raise BitstreamError("expected an HEVC SPS NAL (type 33)")
+    r = BitReader(remove_emulation_prevention(sps_nal[2:]), "HEVC SPS")
+    r.u(4)                                   # sps_video_parameter_set_id
+    sub_layers = r.u(3)                      # sps_max_sub_layers_minus1
+    r.u(1)                                   # sps_temporal_id_nesting_flag
+    r.u(88)                                  # general profile: space, tier, idc, compatibility and constraint flags
+    r.u(8)                                   # general_level_idc
+    present = [(r.u(1), r.u(1)) for _ in range(sub_layers)]   # sub-layer profile / level present flags
+    if sub_layers:
+        r.u(2 * (8 - sub_layers))            # reserved_zero_2bits up to 8 sub-layers
+    for profile, level in present:
+        r.u(88 * profile + 8 * level)
+    r.ue()                                   # sps_seq_parameter_set_id
+    chroma_format_idc = r.ue()
+    separate_planes = r.u(1) if chroma_format_idc == 3 else 0
+    width, height = r.ue(), r.ue()           # pic_width/height_in_luma_samples
+    if r.u(1):                               # conformance_window_flag
+        left, right, top, bottom = r.ue(), r.ue(), r.ue(), r.ue()
+        sub_w, sub_h = _chroma_subsampling(0 if separate_planes else chroma_format_idc)
+        width -= sub_w * (left + right)
+        height -= sub_h * (top + bottom)
+    return _checked_size(width, height, "HEVC")
+
+
+def sps_resolution(sps_nal: bytes, codec: Codec) -> tuple[int, int]:
+    return parse_sps_resolution(sps_nal) if codec == "h264" else parse_hevc_sps_resolution(sps_nal)
+
+
+def _chroma_subsampling(chroma_array_type: int) -> tuple[int, int]:
+    """(SubWidthC, SubHeightC), the crop units of 4:0:0 / separate planes (0), 4:2:0 (1), 4:2:2 (2), 4:4:4 (3)."""
+    return (2 if chroma_array_type in (1, 2) else 1), (2 if chroma_array_type == 1 else 1)
+
+
+def _checked_size(width: int, height: int, codec_name: str) -> tuple[int, int]:
     if width <= 0 or height <= 0:
-        raise BitstreamError(f"H.264 SPS gives a non-positive picture size {width}x{height}")
+        raise BitstreamError(f"{codec_name} SPS gives a non-positive picture size {width}x{height}")
     return width, height
 
 
@@ -385,7 +423,7 @@ class EntryGate:
         self.codec: Codec = codec
         self.open = False
         self.skipped = 0
-        self.sps_resolution: tuple[int, int] | None = None   # from the newest H.264 SPS seen
+        self.sps_resolution: tuple[int, int] | None = None   # (width, height) from the newest SPS seen
         self._param_sets: dict[tuple[str, int], bytes] = {}   # (kind, id) -> NAL payload
 
     def reset(self) -> None:
@@ -427,7 +465,7 @@ class EntryGate:
                 continue
             seen.add(kind)
             key = (kind, _h264_parameter_set_id(nal) if self.codec == "h264" else 0)
-            if self.codec == "h264" and kind == "sps":    # parse first: an unreadable SPS is not cached
-                self.sps_resolution = parse_sps_resolution(nal)
+            if kind == "sps":                   # parse first: an unreadable SPS is not cached
+                self.sps_resolution = sps_resolution(nal, self.codec)
             self._param_sets[key] = nal
         return seen

@@ -230,6 +230,14 @@ def test_closed_decoder_and_bad_arguments_raise():
         StreamDecoder(codec="vp8")
 
 
+def test_hevc_resolution_change_is_seen_in_the_sps(hevc_factory):
+    aus = [*hevc_factory(320, 240, frames=20), *hevc_factory(160, 120, frames=20)]
+    frames, stats = decode_all(aus, codec="hevc")
+    assert [f.stamp for f in frames] == list(range(40)) and stats.resolution_changes == 1
+    assert {(f.width, f.height) for f in frames[:20]} == {(320, 240)}
+    assert {(f.width, f.height) for f in frames[20:]} == {(160, 120)}
+
+
 def test_hevc_stream_decodes_from_its_first_irap(hevc_aus):
     frames, stats = decode_all(hevc_aus[3:], stamps=range(3, len(hevc_aus)), codec="hevc")
     assert [f.stamp for f in frames] == list(range(10, len(hevc_aus))) and stats.aus_gated == 7

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from ov2_ros.codec.errors import BitstreamError, UnsupportedFormatError
 from ov2_ros.codec.nal import (
     H264_IDR, H264_PPS, H264_SPS, AnnexBParser, BitReader, EntryGate, count_pictures, first_mb_in_slice,
-    join_nal_units, nal_type_h264, nal_type_hevc, parse_sps_resolution, remove_emulation_prevention,
-    split_access_units, split_nal_units, validate_access_unit,
+    join_nal_units, nal_type_h264, nal_type_hevc, parse_hevc_sps_resolution, parse_sps_resolution,
+    remove_emulation_prevention, split_access_units, split_nal_units, validate_access_unit,
 )
 from ov2_ros.errors import Ov2Error
 
@@ -117,6 +117,12 @@ def test_emulation_prevention_and_exp_golomb():
 ])
 def test_sps_resolution_matches_the_encoded_size(width, height, pix_fmt, params):
     assert parse_sps_resolution(first_sps(width, height, pix_fmt, params)) == (width, height)
+
+
+@pytest.mark.parametrize("width,height", [(160, 120), (1920, 1080), (322, 242), (1366, 768)])
+def test_hevc_sps_resolution_matches_the_encoded_size(hevc_factory, width, height):
+    sps = next(n for n in split_nal_units(hevc_factory(width, height, frames=1)[0]) if nal_type_hevc(n) == 33)
+    assert parse_hevc_sps_resolution(sps) == (width, height)
 
 
 class BitWriter:
