@@ -161,6 +161,13 @@ def reference_selection(out_dir: Path) -> dict:
             "positions_t": frame_ids[t].astype(np.int64)}
 
 
+def inner_seconds(key: str, stdout: str, out_dir: Path) -> float:
+    """The total a tool reports for its own work: ours in the ``--json`` line, the reference in its meta.json."""
+    if key == "ours":
+        return float(json.loads(stdout.strip().splitlines()[-1])["timings"]["total_s"])
+    return float(json.loads((out_dir / "meta.json").read_text())["timings"]["total"])
+
+
 def bench_vs_reference(clips: dict[str, Path], repeats: int, canvases: int = 32) -> dict:
     """Median wall time of both command lines per clip; runs alternate so load drifts hit all of them.
 
@@ -181,6 +188,7 @@ def bench_vs_reference(clips: dict[str, Path], repeats: int, canvases: int = 32)
     for name, path in clips.items():
         row: dict = {"path": path.name}
         samples: dict[str, list[float]] = {k: [] for k in commands}
+        inner: dict[str, list[float]] = {k: [] for k in commands}
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(repeats + 1):                     # run 0 is a warm-up (page cache, .pyc)
                 for key, template in commands.items():
@@ -199,9 +207,11 @@ def bench_vs_reference(clips: dict[str, Path], repeats: int, canvases: int = 32)
                                                   if key == "ours" else reference_selection(d)["canvases"])
                     else:
                         samples[key].append(secs)
+                        inner[key].append(inner_seconds(key, done.stdout, d))
         for key, secs in samples.items():
             if secs:
-                row[key] = common.summary_ms(secs)
+                # in_process_ms: the tool's own total (no interpreter start-up), from its --json line / meta.json
+                row[key] = {**common.summary_ms(secs), "in_process_ms": common.median_ms(inner[key])}
         for key in ("reference", "reference_2_threads"):
             if key in row:
                 row[f"speedup_vs_{key}"] = common.ratio(row[key]["median_ms"], row["ours"]["median_ms"])
