@@ -7,7 +7,7 @@ import pytest
 
 from ov2_ros.codec.decoder import StreamDecoder
 from ov2_ros.codec.errors import UnsupportedFormatError, VideoFileError, VideoFileNotFoundError
-from ov2_ros.codec.nal import H264_IDR, H264_PPS, H264_SPS, nal_type_h264, validate_access_unit
+from ov2_ros.codec.nal import H264_IDR, H264_PPS, H264_SPS, nal_type, validate_access_unit
 from ov2_ros.codec.source import VideoInfo, iter_access_units, probe
 from ov2_ros.codec.synth import event_frames
 from ov2_ros.errors import Ov2Error
@@ -16,40 +16,54 @@ FRAMES = 40
 
 
 def write_video(path, codec="libx264", bframes=0, frames=FRAMES, gop=15):
-    """Encode the event clip's first frames into a container with PyAV's muxer (length-prefixed NALs + avcC)."""
+    """Encode the event clip's first frames into a container with PyAV's muxer (length-prefixed NALs + avcC/hvcC
+    for mp4/mkv/mov, Annex-B for MPEG-TS)."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=30)
         stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
         stream.codec_context.gop_size = gop
         stream.codec_context.max_b_frames = bframes
+        if codec == "libx265":
+            stream.codec_context.options = {"x265-params": f"log-level=error:bframes={bframes}:scenecut=0"}
         for i, (rgb, _) in zip(range(frames), event_frames(160, 120)):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode(None))
     return path
 
 
-def decode_file(path):
-    with StreamDecoder() as dec:
+def decode_file(path, codec="h264"):
+    with StreamDecoder(codec) as dec:
         frames = []
         for au, pts in iter_access_units(path):
             frames += dec.decode(au, stamp=pts)
         return frames + dec.flush()
 
 
-@pytest.mark.parametrize("name,bframes", [("clip.mp4", 0), ("clip.mkv", 2), ("clip.mov", 0)])
-def test_container_gives_annexb_access_units_that_decode_every_frame(tmp_path, name, bframes):
-    path = write_video(tmp_path / name, bframes=bframes)
-    assert probe(path) == VideoInfo(frames=FRAMES, fps=30.0, width=160, height=120, codec="h264")
+# nal type -> kind, and the entry types, per codec
+PARAMETER_SETS = {"h264": {H264_SPS: "sps", H264_PPS: "pps"}, "hevc": {32: "vps", 33: "sps", 34: "pps"}}
+ENTRY_TYPES = {"h264": {H264_IDR}, "hevc": set(range(16, 24))}
+
+
+@pytest.mark.parametrize("name,encoder,bframes", [
+    ("clip.mp4", "libx264", 0), ("clip.mkv", "libx264", 2), ("clip.mov", "libx264", 0), ("clip.ts", "libx264", 0),
+    ("clip_hevc.mp4", "libx265", 2),
+])
+def test_container_gives_annexb_access_units_that_decode_every_frame(tmp_path, name, encoder, bframes):
+    codec = "hevc" if encoder == "libx265" else "h264"
+    path = write_video(tmp_path / name, encoder, bframes=bframes)
+    assert probe(path) == VideoInfo(frames=FRAMES, fps=30.0, width=160, height=120, codec=codec)
     aus = list(iter_access_units(path))
     assert len(aus) == FRAMES
+    entries = 0
     for au, _ in aus:
         assert au.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01"))
-        kinds = [nal_type_h264(n) for n in validate_access_unit(au)]
-        if H264_IDR in kinds:       # avcC parameter sets were put in front of every keyframe
-            assert H264_SPS in kinds and H264_PPS in kinds
-    assert sum(H264_IDR in map(nal_type_h264, validate_access_unit(au)) for au, _ in aus) == 3   # gop 15
+        kinds = {nal_type(n, codec) for n in validate_access_unit(au, codec)}
+        if kinds & ENTRY_TYPES[codec]:    # parameter sets from avcC/hvcC were put in front of every keyframe
+            entries += 1
+            assert {PARAMETER_SETS[codec].get(k) for k in kinds} >= set(PARAMETER_SETS[codec].values())
+    assert entries == 3                    # gop 15
     assert sorted(pts for _, pts in aus) == pytest.approx(np.arange(FRAMES) / 30, abs=1e-3)   # mkv: ms ticks
-    frames = decode_file(path)
+    frames = decode_file(path, codec)
     assert len(frames) == FRAMES
     # container pts follow each picture through B-frame reordering: output times are the display times
     assert [f.time_s for f in frames] == pytest.approx(np.arange(FRAMES) / 30, abs=1e-3)
