@@ -26,8 +26,10 @@ HEVC_IRAP = frozenset(range(16, 24))
 HEVC_AU_OPENERS = frozenset({32, 33, 34, 35, 39, 41, 42, 43, 44, *range(48, 56)})
 
 # nal_unit_type -> parameter-set kind, per codec; the gate caches these.
-_PARAM_SETS = {"h264": {H264_SPS: "sps", H264_PPS: "pps"},
-               "hevc": {HEVC_VPS: "vps", HEVC_SPS: "sps", HEVC_PPS: "pps"}}
+PARAMETER_SET_TYPES = {"h264": {H264_SPS: "sps", H264_PPS: "pps"},
+                       "hevc": {HEVC_VPS: "vps", HEVC_SPS: "sps", HEVC_PPS: "pps"}}
+# nal_unit_types a decoder can start at (with parameter sets), per codec
+ENTRY_TYPES = {"h264": frozenset({H264_IDR}), "hevc": HEVC_IRAP}
 _REQUIRED_PARAM_SETS = {"h264": ("sps", "pps"), "hevc": ("vps", "sps", "pps")}
 
 _MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"RIFF", "RIFF/WebP"),
@@ -436,8 +438,7 @@ class EntryGate:
         Raises ``BitstreamError`` for an unreadable parameter set (nothing of it is cached then)."""
         kinds = {nal_type(n, self.codec) for n in nals}
         in_band = self._remember(nals)
-        is_entry = (H264_IDR in kinds) if self.codec == "h264" else bool(kinds & HEVC_IRAP)
-        if not is_entry:
+        if not kinds & ENTRY_TYPES[self.codec]:
             if self.open:
                 return au
             self.skipped += 1
@@ -457,7 +458,7 @@ class EntryGate:
 
     def _remember(self, nals) -> set[str]:
         """Cache the parameter sets among ``nals``; return the kinds present in-band."""
-        kinds = _PARAM_SETS[self.codec]
+        kinds = PARAMETER_SET_TYPES[self.codec]
         seen = set()
         for nal in nals:
             kind = kinds.get(nal_type(nal, self.codec))

@@ -7,7 +7,7 @@ import pytest
 
 from ov2_ros.codec.decoder import StreamDecoder
 from ov2_ros.codec.errors import UnsupportedFormatError, VideoFileError, VideoFileNotFoundError
-from ov2_ros.codec.nal import H264_IDR, H264_PPS, H264_SPS, nal_type, validate_access_unit
+from ov2_ros.codec.nal import ENTRY_TYPES, PARAMETER_SET_TYPES, nal_type, validate_access_unit
 from ov2_ros.codec.source import VideoInfo, iter_access_units, probe
 from ov2_ros.codec.synth import event_frames
 from ov2_ros.errors import Ov2Error
@@ -39,11 +39,6 @@ def decode_file(path, codec="h264"):
         return frames + dec.flush()
 
 
-# nal type -> kind, and the entry types, per codec
-PARAMETER_SETS = {"h264": {H264_SPS: "sps", H264_PPS: "pps"}, "hevc": {32: "vps", 33: "sps", 34: "pps"}}
-ENTRY_TYPES = {"h264": {H264_IDR}, "hevc": set(range(16, 24))}
-
-
 @pytest.mark.parametrize("name,encoder,bframes", [
     ("clip.mp4", "libx264", 0), ("clip.mkv", "libx264", 2), ("clip.mov", "libx264", 0), ("clip.ts", "libx264", 0),
     ("clip_hevc.mp4", "libx265", 2),
@@ -60,7 +55,7 @@ def test_container_gives_annexb_access_units_that_decode_every_frame(tmp_path, n
         kinds = {nal_type(n, codec) for n in validate_access_unit(au, codec)}
         if kinds & ENTRY_TYPES[codec]:    # parameter sets from avcC/hvcC were put in front of every keyframe
             entries += 1
-            assert {PARAMETER_SETS[codec].get(k) for k in kinds} >= set(PARAMETER_SETS[codec].values())
+            assert {PARAMETER_SET_TYPES[codec].get(k) for k in kinds} >= set(PARAMETER_SET_TYPES[codec].values())
     assert entries == 3                    # gop 15
     assert sorted(pts for _, pts in aus) == pytest.approx(np.arange(FRAMES) / 30, abs=1e-3)   # mkv: ms ticks
     frames = decode_file(path, codec)
