@@ -15,6 +15,7 @@ from ov2_ros.codec.nal import (
     join_nal_units, nal_type_h264, nal_type_hevc, parse_hevc_sps_resolution, parse_sps_resolution,
     remove_emulation_prevention, split_access_units, split_nal_units, validate_access_unit,
 )
+from ov2_ros.codec.synth import event_frames
 from ov2_ros.errors import Ov2Error
 
 
@@ -26,13 +27,21 @@ def feed_in_chunks(stream: bytes, size: int, codec="h264") -> list[bytes]:
     return aus + parser.flush()
 
 
-def first_sps(width, height, pix_fmt="yuv420p", params=""):
-    """The SPS libx264 writes for one frame with hand-picked settings (profiles H264Encoder never makes)."""
+def encode_x264(width, height, frames=1, pix_fmt="yuv420p", params=""):
+    """Access units libx264 writes with hand-picked settings (profiles and NAL layouts H264Encoder never makes)."""
     ctx = av.CodecContext.create("libx264", "w")
     ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, pix_fmt, Fraction(1, 30)
     ctx.options = {"preset": "ultrafast", "x264-params": params or "repeat-headers=1"}
-    frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24").reformat(format=pix_fmt)
-    au = [bytes(p) for p in (*ctx.encode(frame), *ctx.encode(None))][0]
+    aus = []
+    for i, (rgb, _) in zip(range(frames), event_frames(width, height)):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+        frame.pts = i
+        aus += [bytes(p) for p in ctx.encode(frame)]
+    return aus + [bytes(p) for p in ctx.encode(None)]
+
+
+def first_sps(width, height, pix_fmt="yuv420p", params=""):
+    au = encode_x264(width, height, 1, pix_fmt, params)[0]
     return next(n for n in split_nal_units(au) if nal_type_h264(n) == H264_SPS)
 
 
@@ -55,6 +64,15 @@ def test_chunked_stream_reassembles_into_the_original_access_units(clip_factory,
 def test_chunked_hevc_stream_reassembles(hevc_aus, chunk):
     stream = b"".join(hevc_aus)
     assert feed_in_chunks(stream, chunk or len(stream), codec="hevc") == hevc_aus
+
+
+@pytest.mark.parametrize("chunk", [1, 188, None])
+def test_stream_with_access_unit_delimiters_sei_and_many_slices_reassembles(chunk):
+    aus = encode_x264(160, 120, frames=12, params="aud=1:slice-max-mbs=20:bframes=2:keyint=6:repeat-headers=1")
+    kinds = [nal_type_h264(n) for n in split_nal_units(aus[0])]
+    assert kinds[0] == 9 and kinds.count(5) >= 4 and 6 in kinds     # AUD first, SEI, 4+ IDR slices
+    stream = b"".join(aus)
+    assert feed_in_chunks(stream, chunk or len(stream)) == aus
 
 
 def test_parser_drops_and_counts_bytes_before_the_first_start_code(small_clip):
