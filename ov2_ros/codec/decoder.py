@@ -15,7 +15,7 @@ import numpy as np
 
 from ov2_ros.codec.errors import BitstreamError, CodecError, DecodeError
 from ov2_ros.codec.nal import (
-    Codec, EntryGate, _check_codec, count_pictures, split_access_units, validate_access_unit,
+    Codec, EntryGate, check_codec, count_pictures, split_access_units, validate_access_unit,
 )
 from ov2_ros.codec.types import DecodedFrame
 from ov2_ros.errors import ConfigError
@@ -34,6 +34,7 @@ EMPTY_MVS.flags.writeable = False
 
 _PICT_TYPES = {1: "I", 2: "P", 3: "B", 4: "S", 5: "I", 6: "P", 7: "B"}   # SI->I, SP->P, BI->B
 _PENDING_LIMIT = 256   # AUs whose frame never came out (errors) are forgotten after this many newer ones
+_MAX_DRAIN_ERRORS = 64   # FFmpeg holds at most a DPB plus threads of pictures; more errors means a stuck context
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class StreamDecoder:
 
     def __init__(self, codec: Codec = "h264", threads: Threads = "frame", thread_count: int = 2,
                  export_mvs: bool = True, fps: float | None = None):
-        _check_codec(codec)
+        check_codec(codec)
         if threads not in ("frame", "slice", "none"):
             raise ConfigError(f"threads must be 'frame', 'slice' or 'none', got {threads!r}")
         if not isinstance(thread_count, int) or thread_count < 1:
@@ -138,6 +139,42 @@ class StreamDecoder:
             raise
         return out
 
+    def flush(self) -> list[DecodedFrame]:
+        """Drain the frames FFmpeg still holds (reorder buffer, frame threads). The decoder stays usable."""
+        self._check_open()
+        out, self._undelivered = self._undelivered, []
+        frames, errors = self._drain()
+        out += frames
+        if errors:
+            self._undelivered = out
+            raise DecodeError(f"{self.codec} decoder rejected {len(errors)} picture(s) while flushing ({errors[0]}); "
+                              f"the other {len(out)} drained frame(s) come out of the next call")
+        return out
+
+    def close(self) -> None:
+        """Release the codec context (PyAV frees it with the last reference; frames already returned stay valid)."""
+        self._ctx = None
+        self._closed = True
+
+    def __enter__(self) -> StreamDecoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- internals ------------------------------------------------------------------------------------------------
+
+    def _open_context(self) -> av.CodecContext:
+        ctx = av.CodecContext.create(self.codec, "r")
+        if self.export_mvs:
+            ctx.options = {"flags2": "+export_mvs"}
+        if self.threads == "none":
+            ctx.thread_count = 1
+        else:
+            ctx.thread_type = self.threads.upper()
+            ctx.thread_count = self.thread_count
+        return ctx
+
     def _pictures(self, au: bytes) -> list[tuple[bytes, tuple[bytes, ...]]]:
         """Validate ``au`` and return its pictures with their NALs: normally one, more if the sender batched AUs
         (FFmpeg alone would decode only the first)."""
@@ -179,42 +216,6 @@ class StreamDecoder:
                               f"({len(au)} bytes, stamp {stamp!r}){lag}: {exc}") from exc
         self._forget_stale(pts)
 
-    def flush(self) -> list[DecodedFrame]:
-        """Drain the frames FFmpeg still holds (reorder buffer, frame threads). The decoder stays usable."""
-        self._check_open()
-        out, self._undelivered = self._undelivered, []
-        frames, errors = self._drain()
-        out += frames
-        if errors:
-            self._undelivered = out
-            raise DecodeError(f"{self.codec} decoder rejected {len(errors)} picture(s) while flushing ({errors[0]}); "
-                              f"the other {len(out)} drained frame(s) come out of the next call")
-        return out
-
-    def close(self) -> None:
-        """Release the codec context (PyAV frees it with the last reference; frames already returned stay valid)."""
-        self._ctx = None
-        self._closed = True
-
-    def __enter__(self) -> StreamDecoder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # --- internals ------------------------------------------------------------------------------------------------
-
-    def _open_context(self) -> av.CodecContext:
-        ctx = av.CodecContext.create(self.codec, "r")
-        if self.export_mvs:
-            ctx.options = {"flags2": "+export_mvs"}
-        if self.threads == "none":
-            ctx.thread_count = 1
-        else:
-            ctx.thread_type = self.threads.upper()
-            ctx.thread_count = self.thread_count
-        return ctx
-
     def _check_open(self) -> None:
         if self._closed:
             raise DecodeError("StreamDecoder is closed")
@@ -227,7 +228,7 @@ class StreamDecoder:
         """
         frames: list[DecodedFrame] = []
         errors: list[av.FFmpegError] = []
-        while len(errors) < _PENDING_LIMIT:
+        while len(errors) < _MAX_DRAIN_ERRORS:
             try:
                 frames += self._wrap(self._ctx.decode(None))
                 break
@@ -268,7 +269,7 @@ class StreamDecoder:
         self._counts["frames_out"] += 1
         self._counts["frames_corrupt"] += frame.is_corrupt
         size = (frame.width, frame.height)
-        if self.resolution != size:     # HEVC (no SPS parse) or a size the SPS did not predict
+        if self.resolution != size:     # a size no parsed SPS announced (belt and braces: FFmpeg's word is final)
             if self.resolution is not None:
                 self._counts["resolution_changes"] += 1
             self.resolution = size

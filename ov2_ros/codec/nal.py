@@ -84,7 +84,8 @@ def nal_type(nal: bytes, codec: Codec) -> int:
     return nal_type_h264(nal) if codec == "h264" else nal_type_hevc(nal)
 
 
-def _check_codec(codec: str) -> None:
+def check_codec(codec: str) -> None:
+    """Raise ``UnsupportedFormatError`` unless ``codec`` is one this layer parses."""
     if codec not in ("h264", "hevc"):
         raise UnsupportedFormatError(f"codec must be 'h264' or 'hevc', got {codec!r}")
 
@@ -272,7 +273,7 @@ class AnnexBParser:
     """
 
     def __init__(self, codec: Codec = "h264"):
-        _check_codec(codec)
+        check_codec(codec)
         self.codec: Codec = codec
         self.skipped_bytes = 0
         self._reset()
@@ -372,7 +373,7 @@ def validate_access_unit(data: bytes, codec: Codec = "h264") -> tuple[bytes, ...
     empty NALs, a set forbidden_zero_bit and header values the standard rules out (random bytes trip these).
     Raises ``BitstreamError`` naming the problem and the byte offset.
     """
-    _check_codec(codec)
+    check_codec(codec)
     name = _codec_name(codec)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BitstreamError(f"access unit must be bytes, got {type(data).__name__}")
@@ -421,7 +422,7 @@ class EntryGate:
     """
 
     def __init__(self, codec: Codec = "h264"):
-        _check_codec(codec)
+        check_codec(codec)
         self.codec: Codec = codec
         self.open = False
         self.skipped = 0
