@@ -27,11 +27,15 @@ def _spec(name: str, t: torch.Tensor, dynamic: Mapping[int, str]) -> TensorSpec:
                       dtype=_dtype_name(t))
 
 
-def ort_session(path: str | pathlib.Path, providers: Sequence[str] = ("CPUExecutionProvider",)):
+def ort_session(path: str | pathlib.Path, providers: Sequence[str] = ("CPUExecutionProvider",),
+                threads: int | None = None):
+    """An onnxruntime session; ``threads`` caps intra-op threads (0/None: onnxruntime's default, one per core)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), opts, providers=list(providers))
 
 

@@ -5,22 +5,16 @@ Nothing is ever downloaded: HF ids are read with ``local_files_only=True``; fetc
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import torch
 
+from ov2_ros.model.loading import models_dir
 from ov2_ros.segment.errors import SegmentModelError
 
 TINY_RANDOM = "tiny-random"
 DEFAULT_CHECKPOINT = "facebook/sam2.1-hiera-tiny"
 TINY_RANDOM_SEED = 0
 PRESENCE_BIAS = 4.0
-
-
-def models_dir() -> pathlib.Path:
-    """The project's ``models/`` directory: the source tree when installed editable, else the ament share dir."""
-    source = pathlib.Path(__file__).resolve().parents[2] / "models"
-    return source if source.is_dir() else pathlib.Path(sys.prefix) / "share" / "ov2_ros" / "models"
 
 
 def tiny_random_dir() -> pathlib.Path:
@@ -50,14 +44,17 @@ def seeded_random_model(config, seed: int = TINY_RANDOM_SEED):
     return net
 
 
-def load_sam2(model: str = TINY_RANDOM, device: str = "cpu", dtype: torch.dtype | None = None):
+def load_sam2(model=TINY_RANDOM, device: str = "cpu", dtype: torch.dtype | None = None):
     """Return ``Sam2VideoModel`` in eval mode on ``device``.
 
     ``model``: ``"tiny-random"`` (config from models/sam2-tiny-random, weights drawn from a fixed seed), a directory
     holding ``config.json`` (+ ``model.safetensors``, the released layout; without weights the seeded random init is
-    used), or an HF id already in the local cache.
+    used), an HF id already in the local cache, or a ``Sam2VideoModel`` instance (moved, not copied).
     """
     from transformers import Sam2VideoConfig, Sam2VideoModel
+
+    if isinstance(model, Sam2VideoModel):
+        return model.to(device=device, dtype=dtype or torch.float32).eval()
 
     path = tiny_random_dir() if model == TINY_RANDOM else pathlib.Path(model).expanduser()
     try:

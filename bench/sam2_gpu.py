@@ -1,0 +1,128 @@
+"""SAM2 per-frame latency, hiera-tiny-sized random weights: torch tracking, and onnxruntime CPU vs torch CPU.
+
+    python bench/sam2_gpu.py                         # CUDA: 1024 px, torch bf16 tracking + ORT-CPU vs torch-CPU
+    python bench/sam2_gpu.py --device cpu --threads 1   # CPU-only machines: 512 px (what the dev box ran)
+
+Measured (medians over the timed frames/repeats):
+- tracking: ``MaskTracker.push`` per frame with one object prompted on the first frame (encoder + memory
+  attention + mask decoder + memory encoder, as the node runs it), on ``--device`` in ``--dtype``;
+- parts: SAM2 image encoder and prompt/mask decoder, onnxruntime CPU (the exported ONNX) vs torch CPU fp32 on the
+  same inputs, in the same run, with the same number of intra-op threads; the ratio is ORT / torch.
+On a shared/loaded CPU pass ``--threads 1``: spinning intra-op threads on oversubscribed cores cost 10-50x.
+Weights are drawn from a fixed seed in the released hiera-tiny shapes (Sam2VideoConfig defaults = hiera-tiny), so
+the speed is the real model's; mask quality is not meaningful. Frames are ``bench.common.moving_scene_frames``.
+
+GPU numbers are pending: the development machines have no CUDA device. The committed JSON is the CPU run and says
+so in ``mode``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import Table, load_average, moving_scene_frames, ratio, summary_ms, time_calls, write_results  # noqa: E402,E501
+from ov2_ros.engines.onnx_io import export_part, ort_session  # noqa: E402
+from ov2_ros.engines.sam2_parts import Sam2ImageEncoder, Sam2PromptMaskDecoder, sam2_example_inputs  # noqa: E402
+from ov2_ros.segment import MaskTracker  # noqa: E402
+from ov2_ros.segment.loader import seeded_random_model  # noqa: E402
+
+
+def hiera_tiny_config(size: int):
+    """The released sam2.1-hiera-tiny architecture at input ``size`` (feature grids scale with it)."""
+    from transformers import Sam2VideoConfig
+
+    grids = [[size // 4] * 2, [size // 8] * 2, [size // 16] * 2]
+    return Sam2VideoConfig(
+        vision_config={"model_type": "sam2_vision_model", "backbone_feature_sizes": grids,
+                       "backbone_config": {"model_type": "sam2_hiera_det_model", "image_size": [size, size]}},
+        prompt_encoder_config={"image_size": size}, image_size=size, memory_attention_rope_feat_sizes=grids[2])
+
+
+def bench_tracking(sam2, device: str, dtype: torch.dtype, frames: list[np.ndarray]) -> dict:
+    tracker = MaskTracker(sam2, device=device, dtype=dtype)
+    h, w = frames[0].shape[:2]
+    tracker.add_points(0, 1, [[w * 0.5, h * 0.5]], [1])
+    samples = []
+    for i, rgb in enumerate(frames):
+        t0 = time.perf_counter()
+        tracker.push(i, rgb)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        samples.append(time.perf_counter() - t0)
+    tracker.close()
+    # frame 0 is the prompt frame (+ warm-up); frames 1-2 also warm allocator/caches
+    return {"prompt_frame_ms": 1e3 * samples[0], "track": summary_ms(samples[3:])}
+
+
+def bench_parts(sam2, repeats: int, out_dir: Path) -> dict:
+    """ORT CPU vs torch CPU fp32 per part, same inputs, same run."""
+    enc_in, dec_in = sam2_example_inputs(sam2, num_points=2)
+    parts = {"image_encoder": (Sam2ImageEncoder(sam2), enc_in,
+                               ["high_res_feat0", "high_res_feat1", "image_embed", "image_pos_embed"]),
+             "mask_decoder": (Sam2PromptMaskDecoder(sam2), dec_in,
+                              ["low_res_masks", "iou_scores", "object_score_logits", "object_pointer"])}
+    results = {}
+    for name, (module, inputs, outputs) in parts.items():
+        spec = export_part(name, module, inputs, outputs, out_dir, tolerance=1e-2)
+        session = ort_session(out_dir / spec.file, threads=torch.get_num_threads())
+        feed = {k: v.numpy() for k, v in inputs.items()}
+        with torch.inference_mode():
+            torch_s = time_calls(lambda: module(*inputs.values()), repeats)
+        ort_s = time_calls(lambda: session.run(None, feed), repeats)
+        results[name] = {"torch_cpu": summary_ms(torch_s), "ort_cpu": summary_ms(ort_s),
+                         "ort_over_torch": ratio(np.median(ort_s), np.median(torch_s)),
+                         "max_abs_diff": spec.max_abs_diff}
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", type=int, default=None, help="SAM2 input size (1024 on CUDA, 512 on CPU)")
+    parser.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default=None,
+                        help="tracking dtype (bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--frames", type=int, default=None, help="tracked frames (60 on CUDA, 12 on CPU)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per part (5)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+    cuda = args.device.startswith("cuda")
+    size = args.size or (1024 if cuda else 512)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype or
+                                                                                  ("bf16" if cuda else "fp32")]
+    n_frames = args.frames or (60 if cuda else 12)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = load_average()
+
+    config = hiera_tiny_config(size)
+    frames = list(moving_scene_frames(640, 360, num_frames=n_frames))
+    tracking = bench_tracking(seeded_random_model(config), args.device, dtype, frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = bench_parts(seeded_random_model(config).float().eval(), args.repeats, Path(tmp))
+
+    table = Table(f"SAM2 hiera-tiny-size, {size} px (median ms)", ["what", "where", "median_ms", "p90_ms", "vs torch CPU"])
+    table.add("track one object / frame", f"torch {args.device} {str(dtype).split('.')[-1]}",
+              tracking["track"]["median_ms"], tracking["track"]["p90_ms"], "-")
+    for name, r in parts.items():
+        table.add(name, "torch cpu fp32", r["torch_cpu"]["median_ms"], r["torch_cpu"]["p90_ms"], 1.0)
+        table.add(name, "onnxruntime cpu", r["ort_cpu"]["median_ms"], r["ort_cpu"]["p90_ms"], r["ort_over_torch"])
+    print(table)
+    mode = "cuda" if cuda else "cpu (GPU numbers pending: no CUDA device on the development machines)"
+    path = write_results("sam2_gpu", {
+        "mode": mode, "device": args.device, "image_size": size, "dtype": str(dtype), "frames": n_frames,
+        "source_frame": [360, 640], "threads": torch.get_num_threads(), "tracking": tracking, "parts": parts,
+        "load_before": load_before, "load_after": load_average()})
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
