@@ -48,13 +48,15 @@ def iter_access_units(path: str | Path) -> Iterator[tuple[bytes, float]]:
     """Yield ``(annexb_au, pts_seconds)`` for each packet of the first video stream, in decode order.
 
     pts come from the container; raw Annex-B files carry no timestamps, so theirs are ``decode_index / fps`` (with
-    B-frames those are decode-order times, not presentation times).
+    B-frames those are decode-order times, not presentation times). A missing file raises here, at the call; what
+    is wrong inside a file raises when iteration reaches it.
     """
     path = _existing(path)
     codec = RAW_SUFFIXES.get(path.suffix.lower())
-    if codec is not None:
-        yield from _raw_access_units(path, codec)
-        return
+    return _raw_access_units(path, codec) if codec else _container_access_units(path)
+
+
+def _container_access_units(path: Path) -> Iterator[tuple[bytes, float]]:
     with _open(path) as container:
         stream = _video_stream(container, path)
         codec = _annexb_codec(stream, path)
@@ -62,8 +64,13 @@ def iter_access_units(path: str | Path) -> Iterator[tuple[bytes, float]]:
         bsf = av.bitstream.BitStreamFilterContext(f"{codec}_mp4toannexb", stream)
         fallback_step = 1.0 / _fps(stream)
         index = 0
-        for packet in _with_end(_demux(container, stream, path)):
-            for out in bsf.filter(packet):
+        for number, packet in enumerate(_with_end(_demux(container, stream, path))):
+            try:
+                converted = bsf.filter(packet)
+            except av.FFmpegError as exc:
+                raise VideoFileError(f"{path}: video packet #{number} cannot be converted to Annex-B "
+                                     f"({exc.strerror or exc})") from exc
+            for out in converted:
                 ts = out.pts if out.pts is not None else out.dts
                 seconds = float(ts * stream.time_base) if ts is not None else index * fallback_step
                 index += 1

@@ -77,10 +77,10 @@ def test_raw_annexb_file_splits_into_the_original_access_units(tmp_path, small_c
 
 def test_missing_file_names_the_path(tmp_path):
     path = tmp_path / "nope.mp4"
-    for call in (probe, lambda p: next(iter_access_units(p))):
+    for call in (probe, iter_access_units):      # raised at the call, before any iteration
         with pytest.raises(VideoFileNotFoundError, match="nope.mp4") as info:
             call(path)
-        assert isinstance(info.value, (Ov2Error, FileNotFoundError))
+        assert isinstance(info.value, Ov2Error) and isinstance(info.value, FileNotFoundError)
 
 
 def write_audio_only(path):
@@ -106,6 +106,18 @@ def test_garbage_files_raise_a_clear_error(tmp_path, name, make, message):
         with pytest.raises(VideoFileError, match=message) as info:
             call(path)
         assert name in str(info.value) and isinstance(info.value, ValueError)
+
+
+def test_damaged_mp4_payload_raises_naming_the_packet(tmp_path):
+    data = bytearray(write_video(tmp_path / "clip.mp4").read_bytes())
+    mdat = data.find(b"mdat")
+    end = mdat - 4 + int.from_bytes(data[mdat - 4:mdat], "big")
+    for offset in range(mdat + 4, end - 4, 13):      # garble the NAL length prefixes inside the media data
+        data[offset:offset + 4] = b"\xff\xff\xff\xff"
+    path = tmp_path / "damaged.mp4"
+    path.write_bytes(data)
+    with pytest.raises(VideoFileError, match=r"damaged\.mp4: video packet #0 cannot be converted to Annex-B"):
+        list(iter_access_units(path))
 
 
 def test_directory_is_not_a_video(tmp_path):
