@@ -63,3 +63,22 @@ def hevc_aus() -> list[bytes]:
 def hevc_factory():
     """The cached ``hevc_event_aus`` factory, for other sizes."""
     return hevc_event_aus
+
+
+@functools.lru_cache(maxsize=None)
+def decoded_rgb(aus: tuple[bytes, ...]) -> tuple:
+    """RGB uint8 (H, W, 3) frames of a clip, decoded from its H.264 by the project's StreamDecoder."""
+    from ov2_ros.codec.decoder import StreamDecoder
+
+    frames = []
+    with StreamDecoder(threads="none") as dec:
+        for au in aus:
+            frames.extend(f.rgb() for f in dec.decode(au))
+        frames.extend(f.rgb() for f in dec.flush())
+    return tuple(frames)
+
+
+@pytest.fixture(scope="session")
+def small_frames(small_clip) -> tuple:
+    """The 160x120 event clip decoded back from H.264: 120 (120, 160, 3) uint8 RGB frames (segment, engines)."""
+    return decoded_rgb(small_clip.aus)
