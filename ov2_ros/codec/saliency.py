@@ -141,9 +141,11 @@ class MotionField:
 
         flow, magnitude = self.cell_means(mvs)
         ch, cw = self.cells
-        cells = np.concatenate([flow * self.scale, magnitude[:, None] * self.magnitude_scale], axis=1)
-        canvas = cv2.remap(cells.reshape(ch, cw, 3), self._map_x, self._map_y, cv2.INTER_NEAREST)
-        return canvas[..., :2], canvas[..., 2]
+        # two remaps, so both outputs are contiguous (the per-frame warp adds to the flow)
+        flow = cv2.remap((flow * self.scale).reshape(ch, cw, 2), self._map_x, self._map_y, cv2.INTER_NEAREST)
+        magnitude = cv2.remap((magnitude * self.magnitude_scale).reshape(ch, cw), self._map_x, self._map_y,
+                              cv2.INTER_NEAREST)
+        return flow, magnitude
 
 
 def analysis_grid(grid: CanvasGrid) -> CanvasGrid:

@@ -91,6 +91,11 @@ class CodecTokenizer:
         return self._counts["frames"]
 
     @property
+    def pending_frames(self) -> int:
+        """Frames held for groups not emitted yet: at most ``max_group_frames + cut_grace`` (the memory bound)."""
+        return len(self._open) + (len(self._held) if self._held else 0)
+
+    @property
     def stats(self) -> TokenizerStats:
         return TokenizerStats(**self._counts, decode_s=self._decode_s, tokenize_s=self._tokenize_s)
 

@@ -196,6 +196,25 @@ def test_variable_p_canvases_favour_heavy_groups(run):
     assert len(window.canvases) <= CONFIG.window_canvases
 
 
+def test_memory_stays_bounded_on_a_still_stream():
+    """A frozen picture never crosses the bit-cost threshold: groups close at max_group_frames, and the frames
+    waiting for their group never exceed that (plus the cut grace)."""
+    from ov2_ros.codec.synth import encode_frames
+
+    still = np.random.default_rng(5).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    aus = encode_frames([still] * 100, gop=250)
+    config = replace(CONFIG, max_group_frames=16, min_group_frames=4)
+    tok = CodecTokenizer(config)
+    peak, groups = 0, []
+    for au in aus:
+        groups += tok.push(au)
+        peak = max(peak, tok.pending_frames)
+    groups += tok.flush()
+    assert peak <= config.max_group_frames + tok.cut_grace
+    assert max(g.num_frames for g in groups) == config.max_group_frames
+    assert sum(g.num_frames for g in groups) == 100
+
+
 def test_resolution_change_closes_group_and_resets_window(clip_factory):
     big, small = clip_factory(), clip_factory(160, 120)
     tok = CodecTokenizer(CONFIG, fps=30.0)
