@@ -7,7 +7,8 @@ for 14-px ones; per-patch statistics barely change and every array op gets 4x ch
   cell indices, so no Python loop over MVs); the per-cell mean magnitude, in canvas pixels, is averaged per patch.
 - **residual**: the previous frame's luma is warped by the past-reference MVs (``cv2.remap``) and compared with
   this frame: mean |luma - warped| per patch, minus a coding-noise allowance. Intra frames (no MVs) compare with the
-  unwarped previous frame, so a cut lights up everywhere.
+  unwarped previous frame, so a cut lights up everywhere. So do streams without exported MVs (FFmpeg exports none
+  for HEVC): their saliency is the plain frame difference.
 - Each is divided by a robust scale (its ``percentile`` over the frame, never below a floor: a quiet frame keeps small
   scores instead of having its noise stretched to 1), clipped, and fused by a weighted sum.
 - Block score = sum of the fused score over each 2x2 patch block.

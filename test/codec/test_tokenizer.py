@@ -297,3 +297,12 @@ def test_a_cut_just_after_a_group_completes_joins_it(grace, spans):
     groups = [g for f in _frames(12, 8) for g in tok.push_frame(f)] + tok.flush()
     assert [(g.start_frame, g.end_frame) for g in groups] == spans
     assert all(c.pixels.shape == (112, 168, 3) for g in groups for c in g.canvases)
+
+
+def test_hevc_stream(hevc_aus):
+    """HEVC goes through the same path (FFmpeg exports no HEVC MVs: saliency falls back to the unwarped residual)."""
+    tok = CodecTokenizer(replace(CONFIG, min_group_frames=4), codec="hevc")
+    groups = [g for au in hevc_aus for g in tok.push(au)] + tok.flush()
+    assert groups[0].start_frame == 0 and groups[-1].end_frame == len(hevc_aus)
+    assert all(len(g.canvases) == 4 and g.canvases[0].pixels.shape == (112, 168, 3) for g in groups)
+    assert tok.window().source_size == (120, 160)
