@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -48,12 +49,17 @@ class VisionInputs:
 
 @dataclass(frozen=True)
 class ModelInputs:
-    """Everything ``forward`` needs for one query: the vision inputs plus ``input_ids``/``attention_mask`` (1, L)."""
+    """Everything ``forward`` needs for one query: ``input_ids``/``attention_mask`` (1, L) and, computed on first
+    use, the window's vision inputs (the runtime's per-window cache patchifies only the windows it misses)."""
 
-    vision: VisionInputs
+    window: CodecWindow
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     prompt: str
+
+    @cached_property
+    def vision(self) -> VisionInputs:
+        return vision_inputs(self.window)
 
     def as_kwargs(self) -> dict:
         return {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
@@ -85,13 +91,21 @@ def canvas_patches(canvases: tuple[Canvas, ...] | list[Canvas], patch: int = 14)
     return pixels, positions
 
 
-def vision_inputs(window: CodecWindow) -> VisionInputs:
-    """The vision-tower inputs of a window (see the module docstring)."""
-    canvases = window.canvases
-    pixels, positions = canvas_patches(canvases, window.patch_size)
+def vision_inputs(window: CodecWindow | tuple[Canvas, ...], patch: int | None = None) -> VisionInputs:
+    """The vision-tower inputs of a window, or of a run of its canvases (see the module docstring)."""
+    canvases = window.canvases if isinstance(window, CodecWindow) else tuple(window)
+    patch = patch or (window.patch_size if isinstance(window, CodecWindow) else 14)
+    pixels, positions = canvas_patches(canvases, patch)
     h, w = canvases[0].pixels.shape[:2]
-    grid = torch.tensor([[len(canvases), h // window.patch_size, w // window.patch_size]], dtype=torch.int64)
+    grid = torch.tensor([[len(canvases), h // patch, w // patch]], dtype=torch.int64)
     return VisionInputs(torch.from_numpy(pixels), grid, torch.from_numpy(positions), positions[::4, 0].copy())
+
+
+def token_frames(window: CodecWindow) -> np.ndarray:
+    """(tokens,) source frame of each merged token (-1 for padding), without touching pixels."""
+    if not window.groups or not window.canvases:
+        raise ProcessorError("the window holds no canvases")
+    return np.concatenate([c.positions[::4, 0] for c in window.canvases]).astype(np.int64)
 
 
 def frame_runs(token_frames: np.ndarray) -> list[tuple[int, int]]:
@@ -132,12 +146,9 @@ def build_prompt(tokenizer, vision_part: str, instruction: str) -> str:
 
 def prepare_inputs(window: CodecWindow, instruction: str, tokenizer) -> ModelInputs:
     """A window and a task instruction -> ``ModelInputs`` (tokens for the prompt, tensors for the vision tower)."""
-    if not window.groups:
-        raise ProcessorError("the window holds no groups")
-    vision = vision_inputs(window)
-    prompt = build_prompt(tokenizer, vision_text(vision.token_frames, window.frame_times), instruction)
+    prompt = build_prompt(tokenizer, vision_text(token_frames(window), window.frame_times), instruction)
     ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], dtype=torch.int64)
-    return ModelInputs(vision, ids, torch.ones_like(ids), prompt)
+    return ModelInputs(window, ids, torch.ones_like(ids), prompt)
 
 
 def window_from_frames(frames: list[np.ndarray], frame_indices: list[int], fps: float,

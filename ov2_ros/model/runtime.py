@@ -70,14 +70,13 @@ class VlmRuntime:
         return prepare_inputs(window, instruction(query), self.tokenizer)
 
     @torch.inference_mode()
-    def vision_tokens(self, window: CodecWindow, inputs: ModelInputs, use_cache: bool = True) -> torch.Tensor:
+    def vision_tokens(self, inputs: ModelInputs, use_cache: bool = True) -> torch.Tensor:
         """(tokens, D) merged vision tokens of the window, per-window cached when ``use_cache``."""
-        pixels = inputs.vision.pixel_values_videos.to(self.device)
         if use_cache:
-            return self.vision_cache.encode(self.model, window, pixels)
+            return self.vision_cache.encode(self.model, inputs.window)
         v = inputs.vision
-        return self.model.model.get_video_features(pixels, v.video_grid_thw.to(self.device),
-                                                   v.patch_positions.to(self.device))
+        return self.model.model.get_video_features(v.pixel_values_videos.to(self.device),
+                                                   v.video_grid_thw.to(self.device), v.patch_positions.to(self.device))
 
     def _decode_step(self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache) -> torch.Tensor:
         lm = self.model.model.language_model
@@ -86,13 +85,13 @@ class VlmRuntime:
         return self.model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)
 
     @torch.inference_mode()
-    def generate(self, window: CodecWindow, inputs: ModelInputs, max_new_tokens: int | None = None,
+    def generate(self, inputs: ModelInputs, max_new_tokens: int | None = None,
                  use_vision_cache: bool = True, stop_at_eos: bool = True) -> Generation:
         """Greedy decoding with a static KV cache sized prompt + ``max_new_tokens``. ``stop_at_eos=False`` always
         decodes ``max_new_tokens`` (benchmarks with random weights)."""
         max_new = max_new_tokens or self.max_new_tokens
         t0 = time.perf_counter()
-        vision = self.vision_tokens(window, inputs, use_vision_cache)
+        vision = self.vision_tokens(inputs, use_vision_cache)
         _sync(self.device)
         t1 = time.perf_counter()
         ids = inputs.input_ids.to(self.device)
@@ -136,7 +135,7 @@ class VlmRuntime:
         """Run ``query`` on ``window``; the parsed answer with latency, window span and stage timings."""
         t0 = time.perf_counter()
         inputs = self.prepare(window, query)
-        gen = self.generate(window, inputs)
+        gen = self.generate(inputs)
         times = window.frame_times
         parsed = parse_answer(query.task, gen.text, times, window.source_size)
         stats = self.vision_cache.stats

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ov2_ros.codec.types import Canvas, CodecWindow
+from ov2_ros.model.processor import vision_inputs
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,12 @@ class VisionCache:
     def clear(self) -> None:
         self._entries.clear()
 
-    def encode(self, model, window: CodecWindow, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Merged vision tokens (P / m^2, D) of ``window``; ``pixel_values`` (P, 3p^2) are its normalised patches
-        (``processor.vision_inputs``), already on the model's device."""
+    def encode(self, model, window: CodecWindow) -> torch.Tensor:
+        """Merged vision tokens (P / m^2, D) of ``window`` on the model's device; only missed windows are
+        patchified and run through the ViT."""
         canvases = window.canvases
         size = model.config.vision_config.frame_windows_size
-        h, w = canvases[0].pixels.shape[:2]
-        per_canvas = (h // window.patch_size) * (w // window.patch_size)
-        device = pixel_values.device
+        device = next(model.parameters()).device
         outs = []
         for start in range(0, len(canvases), size):
             chunk = canvases[start:start + size]
@@ -68,10 +67,9 @@ class VisionCache:
                 outs.append(cached)
                 continue
             self.misses += 1
-            rows = slice(start * per_canvas, (start + len(chunk)) * per_canvas)
-            positions = torch.from_numpy(np.concatenate([c.positions for c in chunk]).astype(np.int64)).to(device)
-            grid = torch.tensor([[len(chunk), h // window.patch_size, w // window.patch_size]], device=device)
-            out = model.model.get_video_features(pixel_values[rows], grid, positions)
+            v = vision_inputs(chunk, window.patch_size)
+            out = model.model.get_video_features(v.pixel_values_videos.to(device), v.video_grid_thw.to(device),
+                                                 v.patch_positions.to(device))
             self._entries[key] = out
             if len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)

@@ -11,7 +11,7 @@ def test_static_cache_greedy_equals_full_forward_argmax(runtime, windows):
     """Each generated token is the argmax of a cache-free forward over prompt + tokens so far."""
     window = windows[3]
     inputs = runtime.prepare(window, Query("ask", "what moves?"))
-    gen = runtime.generate(window, inputs, max_new_tokens=6, use_vision_cache=False)
+    gen = runtime.generate(inputs, max_new_tokens=6, use_vision_cache=False)
     assert 1 <= len(gen.token_ids) <= 6 and gen.prompt_tokens == inputs.input_ids.shape[1]
     ids = inputs.input_ids
     kwargs = inputs.as_kwargs()
@@ -39,8 +39,8 @@ def test_vision_cache_hits_when_the_window_slides_and_matches_recompute(runtime,
     outs = []
     for window in windows[1:5]:                  # each slides by one group
         inputs = runtime.prepare(window, Query("ask", "?"))
-        cached = runtime.vision_tokens(window, inputs, use_cache=True)
-        fresh = runtime.vision_tokens(window, inputs, use_cache=False)
+        cached = runtime.vision_tokens(inputs, use_cache=True)
+        fresh = runtime.vision_tokens(inputs, use_cache=False)
         torch.testing.assert_close(cached, fresh, rtol=1e-5, atol=1e-5)   # batched vs per-window kernels
         outs.append(cached)
     # window 1 is two new groups; each later slide brings one new group and reuses the other
@@ -62,7 +62,7 @@ def test_cache_key_tracks_pixels(runtime, windows):
     runtime.vision_cache.clear()
     misses = runtime.vision_cache.misses
     for w in (window, changed):
-        runtime.vision_tokens(w, runtime.prepare(w, Query("ask", "?")))
+        runtime.vision_tokens(runtime.prepare(w, Query("ask", "?")))
     assert runtime.vision_cache.misses - misses == 3     # 2 groups, then only the edited group again
 
 
@@ -78,13 +78,13 @@ def test_transformers_generate_gives_the_same_tokens(runtime, windows):
     """The model also works with transformers' own generate(); greedy tokens agree with the runtime's."""
     window = windows[5]
     inputs = runtime.prepare(window, Query("ask", "describe"))
-    ours = runtime.generate(window, inputs, max_new_tokens=5, stop_at_eos=False)
+    ours = runtime.generate(inputs, max_new_tokens=5, stop_at_eos=False)
     theirs = runtime.model.generate(**inputs.as_kwargs(), max_new_tokens=5, do_sample=False, eos_token_id=None)
     assert theirs[0, inputs.input_ids.shape[1]:].tolist() == list(ours.token_ids)
 
 
 def test_kv_cache_is_reused_across_queries(runtime, windows):
-    first = runtime.generate(windows[4], runtime.prepare(windows[4], Query("ask", "a")), 4, stop_at_eos=False)
+    first = runtime.generate(runtime.prepare(windows[4], Query("ask", "a")), 4, stop_at_eos=False)
     cache = runtime._cache
-    again = runtime.generate(windows[4], runtime.prepare(windows[4], Query("ask", "a")), 4, stop_at_eos=False)
+    again = runtime.generate(runtime.prepare(windows[4], Query("ask", "a")), 4, stop_at_eos=False)
     assert runtime._cache is cache and again.token_ids == first.token_ids   # reset, not stale
