@@ -6,6 +6,7 @@ the push of the AU that closed its last group + the model + SAM2. Same bag + sam
 """
 from __future__ import annotations
 
+import bisect
 import itertools
 import shutil
 import time
@@ -38,6 +39,36 @@ class SourceStamp:
     @property
     def ns(self) -> int:
         return self.sec * 1_000_000_000 + self.nanosec
+
+
+class FrameStamps:
+    """Source stamp (ns) of each decoded frame, callable as ``stamps(frame)``.
+
+    Exact for frames the tokenizer reported on a group (the decoder tags each frame with its own AU's stamp). Any
+    other frame is counted on, in message order, from the nearest reported frame before it: exact for streams
+    without reordering, and still right after an AU that decoded to nothing (corrupt, or before the first IDR).
+    """
+
+    def __init__(self, message_stamps: list[int]) -> None:
+        self._messages = message_stamps          # every message's stamp, strictly increasing (read_images checks)
+        self._known: dict[int, int] = {}
+        self._frames: list[int] = []             # sorted keys of _known
+
+    def learn(self, frame: int, stamp_ns: int) -> None:
+        if frame not in self._known:
+            bisect.insort(self._frames, frame)
+        self._known[frame] = stamp_ns
+
+    def __call__(self, frame: int) -> int:
+        if frame in self._known:
+            return self._known[frame]
+        k = bisect.bisect_left(self._frames, frame)
+        anchor_frame, anchor_msg = 0, 0
+        if k > 0:
+            anchor_frame = self._frames[k - 1]
+            anchor_msg = bisect.bisect_left(self._messages, self._known[anchor_frame])
+        msg = anchor_msg + frame - anchor_frame
+        return self._messages[min(max(msg, 0), len(self._messages) - 1)]
 
 
 @dataclass(frozen=True)
@@ -123,14 +154,7 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
             source["stamps"].append(image.stamp_ns)
             yield image
 
-    frame_stamps: dict[int, int] = {}
-
-    def stamp_of(frame: int) -> int:
-        """Source stamp of a decoded frame: the decoder's own mapping, else the frame-th message (P-only streams)."""
-        if frame in frame_stamps:
-            return frame_stamps[frame]
-        stamps = source["stamps"]
-        return stamps[min(max(frame, 0), len(stamps) - 1)]
+    stamp_of = FrameStamps(source["stamps"])
 
     groups: list[GroupRecord] = []
     windows: list[WindowRecord] = []
@@ -140,7 +164,9 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
         def on_groups(new: tuple[FrameGroup, ...], push_s: float, now_s: float) -> None:
             for g in new:
                 groups.append(group_record(g))
-                frame_stamps.update({f: s.ns for f, s in g.frame_stamps.items() if isinstance(s, SourceStamp)})
+                for f, s in g.frame_stamps.items():
+                    if isinstance(s, SourceStamp):
+                        stamp_of.learn(f, s.ns)
             job = pipeline.next_job(now=now_s)
             if job is not None:
                 windows.append(_run_job(pipeline, job, push_s, sink, out_dir))

@@ -109,6 +109,7 @@ def plot_point_errors(entries: list[ReportEntry], path: Path) -> Path | None:
         ax.plot(missing, [0] * len(missing), "x", color=colour, label=f"{e.results.mode}: no point")
     ax.set_xlabel("frame")
     ax.set_ylabel("error (px)")
+    ax.set_ylim(bottom=-1)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -133,7 +134,7 @@ def decode_frames(results: ReplayResults, frames: set[int]) -> dict[int, np.ndar
 
 
 def plot_mask_strip(entry: ReportEntry, gt: VideoAnnotation, path: Path) -> Path | None:
-    """Up to STRIP_FRAMES frames: SAM2 mask in red, GT mask outline in green, points as crosses."""
+    """Up to STRIP_FRAMES frames: SAM2 mask tinted cyan, GT mask outline in green, points as crosses."""
     import cv2
 
     e = entry
@@ -152,7 +153,7 @@ def plot_mask_strip(entry: ReportEntry, gt: VideoAnnotation, path: Path) -> Path
             continue
         over = img.copy()
         pred = predicted_mask(e.replay_dir, f, img.shape[:2])
-        over[pred] = (0.5 * over[pred] + 0.5 * np.array([255, 0, 0])).astype(np.uint8)
+        over[pred] = (0.5 * over[pred] + 0.5 * np.array([0, 255, 255])).astype(np.uint8)
         if f in gt.masks:
             contours, _ = cv2.findContours(gt.load_mask(f).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
             cv2.drawContours(over, contours, -1, (0, 255, 0), 1)
@@ -163,7 +164,8 @@ def plot_mask_strip(entry: ReportEntry, gt: VideoAnnotation, path: Path) -> Path
             ax.plot(*gt.points[f], "+", color="lime", ms=8)
         ax.set_title(f"frame {f}", fontsize=8)
         ax.set_axis_off()
-    fig.suptitle(f"{e.results.mode}: SAM2 mask (red), GT (green), predicted points (yellow)", fontsize=9)
+    fig.suptitle(f"{e.results.mode}: SAM2 mask (cyan), GT mask (green outline) and point (+), predicted points (x)",
+                 fontsize=9)
     return _save(fig, path)
 
 

@@ -7,7 +7,7 @@ from rosbags.rosbag2 import Reader
 
 from ov2_ros.codec.synth import event_frames
 from ov2_ros.eval.bags import typestore, write_image_bag
-from ov2_ros.eval.replay import SourceStamp, replay_bag
+from ov2_ros.eval.replay import FrameStamps, SourceStamp, replay_bag
 from ov2_ros.eval.results import RESULTS_BAG, load_results
 
 T0_NS = 1_700_000_000_000_000_000
@@ -83,3 +83,24 @@ def test_source_stamp_round_trip():
     s = SourceStamp.from_ns(T0_NS + 123)
     assert (s.sec, s.nanosec, s.ns) == (1_700_000_000, 123, T0_NS + 123)
     assert np.isclose(s.sec + s.nanosec * 1e-9, (T0_NS + 123) / 1e9)
+
+
+def test_frame_stamps_count_on_from_the_nearest_known_frame():
+    messages = [100, 200, 300, 400, 500, 600]
+    stamps = FrameStamps(messages)
+    assert [stamps(f) for f in range(3)] == [100, 200, 300]        # nothing learnt: the f-th message
+    # message 1 (200) decoded to nothing: frame 1 is message 2's picture, and the frames after it follow on
+    stamps.learn(1, 300)
+    assert [stamps(f) for f in range(5)] == [100, 300, 400, 500, 600]
+    assert stamps(99) == 600                                       # past the end: the last stamp
+
+
+def test_a_corrupt_access_unit_loses_nothing_else(small_clip, stamps, tiny_runtime, replay_config, tmp_path):
+    aus = list(small_clip.aus[:40])
+    aus[20] = aus[20][:6] + bytes(len(aus[20]) - 6)                 # P-frame payload zeroed after the start code
+    bag = write_image_bag(tmp_path / "b", stamps(40), aus)
+    results = replay_bag(bag, tmp_path / "out", replay_config(), progress=False, runtime=tiny_runtime)
+    assert results.stats["messages"] == 40
+    assert results.num_frames >= 39 and results.windows                 # the stream goes on past the bad AU
+    assert results.frame_stamps_ns[:20] == tuple(stamps(20))
+    assert results.frame_stamps_ns[-1] == stamps(40)[-1]                # later frames keep their own stamps

@@ -108,3 +108,24 @@ def test_report_writes_html_and_pngs(tmp_path):
         assert f"src='{png}'" in html and (tmp_path / "report" / png).stat().st_size > 5000
     assert "codec - uniform" in metric_table_html(entries)
     assert not (tmp_path / "report" / "point_errors.png").exists()        # no GT points: no empty plot
+
+
+def test_track_report_on_a_real_replay(codec_replay, small_clip, tmp_path):
+    """GT masks/points from the clip's known object boxes; the strip decodes those frames from the bag again."""
+    results, replay_dir = codec_replay
+    masks, points = {}, {}
+    for f in (35, 45, 55):
+        x0, y0, x1, y1 = small_clip.boxes[f]
+        mask = np.zeros((small_clip.height, small_clip.width), np.uint8)
+        mask[y0:y1, x0:x1] = 255
+        cv2.imwrite(str(tmp_path / f"{f}.png"), mask)
+        masks[f], points[f] = tmp_path / f"{f}.png", ((x0 + x1) / 2, (y0 + y1) / 2)
+    gt = VideoAnnotation(results.name, "track", "track: the red square", points=points, masks=masks)
+    e = evaluate(results, gt, replay_dir)
+    # the random model names no points and SAM2 made no masks: everything is missed, nothing is made up
+    assert (e.metrics["point_recall"], e.metrics["mask_point_recall"], e.metrics["j"]) == (0.0, 0.0, 0.0)
+    assert all(math.isinf(v) for v in e.point_errors_px.values())
+    path = write_report([ReportEntry(results, replay_dir, e)], gt, tmp_path / "report")
+    html = path.read_text()
+    for png in ("masks_codec.png", "point_errors.png", "timeline.png", "tokens.png"):
+        assert png in html and (tmp_path / "report" / png).stat().st_size > 5000
