@@ -1,10 +1,12 @@
 """The streaming codec-stream tokenizer: access units in, closed ``FrameGroup``s and a ``CodecWindow`` out.
 
-Per frame (every AU passes here, so the work is a few vectorised array ops at canvas resolution):
-shrink Y/U/V to the canvas (kept as I420 until the frame's group closes) -> saliency against the previous canvas
-luma -> grouping decision. Per closed group: select blocks, convert only the contributing frames to RGB, pack canvases.
+Per frame (every AU passes here, so the work is a few vectorised array ops, no Python loop over MVs or patches):
+shrink Y/U/V to the canvas (kept as I420 until the frame's group closes) -> saliency at half canvas resolution
+against the previous frame -> grouping decision. Per closed group: select blocks, pack the I420 tiles, convert each
+canvas to RGB once.
 
-Memory is bounded by ``max_group_frames`` canvas-size I420 frames (64 x 211 kB at 280x504) plus the window.
+Memory is bounded by ``max_group_frames + cut_grace`` canvas-size I420 frames (66 x 212 kB at 280x504) plus the
+window's canvases (``pending_frames`` reports the first).
 """
 from __future__ import annotations
 
