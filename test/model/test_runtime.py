@@ -88,3 +88,22 @@ def test_kv_cache_is_reused_across_queries(runtime, windows):
     cache = runtime._cache
     again = runtime.generate(runtime.prepare(windows[4], Query("ask", "a")), 4, stop_at_eos=False)
     assert runtime._cache is cache and again.token_ids == first.token_ids   # reset, not stale
+
+
+def test_canvas_digests_are_memoised_and_dropped_with_their_arrays(windows):
+    import gc
+
+    from ov2_ros.model.vision_cache import VisionCache
+
+    cache = VisionCache()
+    window = windows[3]
+    key = cache.window_key(window.groups[0].canvases)
+    assert len(cache._digests) == 4 and cache.window_key(window.groups[0].canvases) == key
+    from dataclasses import replace
+    copies = tuple(replace(c, pixels=c.pixels.copy()) for c in window.groups[0].canvases)
+    assert cache.window_key(copies) == key and len(cache._digests) == 8     # same content, same key
+    moved = tuple(replace(c, positions=c.positions + 1) for c in copies)
+    assert cache.window_key(moved) != key
+    del copies, moved
+    gc.collect()
+    assert len(cache._digests) == 4
