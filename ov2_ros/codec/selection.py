@@ -86,6 +86,9 @@ def select_blocks(frames: np.ndarray, blocks: np.ndarray, n_canvases: int, capac
         return empty
     midpoint = np.cumsum(weight, dtype=np.float64) - weight / 2
     part = np.minimum((midpoint * n_canvases / total).astype(np.int64), n_canvases - 1)
+    carriers = weight > 0                      # a weak block joins the part of the last strong block before it
+    last = np.maximum.accumulate(np.where(carriers, np.arange(len(part)), -1))
+    part = np.where(last >= 0, part[np.maximum(last, 0)], part)
     out = []
     for k in range(n_canvases):
         idx = np.flatnonzero(part == k)

@@ -121,3 +121,30 @@ def test_resize_plane_sizes():
     assert resize_plane(plane[:121, :161], 112, 168).shape == (112, 168)     # odd sizes, upscale
     flat = np.full((720, 1280), 77, np.uint8)
     assert (resize_plane(flat, 280, 504) == 77).all()                        # averaging keeps a flat level
+
+
+def test_attenuation_ranks_within_each_frame():
+    from ov2_ros.codec.selection import attenuated_scores
+
+    scores = np.array([[[4.0, 1.0], [2.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    att = attenuated_scores(scores, 0.5)
+    np.testing.assert_allclose(att[0], [4 / 1, 1 / 2, 2 / 1.5, 0])          # ranks 0, 2, 1, 3
+    np.testing.assert_allclose(sorted(att[1], reverse=True), [1, 1 / 1.5, 1 / 2, 1 / 2.5])
+
+
+def test_select_blocks_splits_mass_into_canvases():
+    from ov2_ros.codec.selection import select_blocks
+
+    # 4 frames, 1x4 blocks each. Frames 10 and 11 are busy (one strong block each), 12 and 13 quiet.
+    blocks = np.zeros((4, 1, 4), np.float32)
+    blocks[0, 0] = [3.0, 0.2, 0, 0]
+    blocks[1, 0] = [0, 0, 3.0, 0.1]
+    blocks[2, 0] = [0.3, 0, 0, 0]
+    chosen = select_blocks(np.array([10, 11, 12, 13]), blocks, n_canvases=2, capacity=2, block_cols=4)
+    # the strong mass splits in two equal parts: frame 10's block opens canvas 0, frame 11's opens canvas 1;
+    # weak blocks fill the room left in the canvas of the strong block before them, best A first (frame 12's 0.3
+    # beats frame 11's second block, 0.1 / 1.5); frame 13 has nothing
+    assert [c.tolist() for c in chosen] == [[[10, 0, 0], [10, 0, 1]], [[11, 0, 2], [12, 0, 0]]]
+    roomy = select_blocks(np.array([10, 11, 12, 13]), blocks, n_canvases=2, capacity=4, block_cols=4)
+    assert [c.tolist() for c in roomy] == [[[10, 0, 0], [10, 0, 1]], [[11, 0, 2], [11, 0, 3], [12, 0, 0]]]
+    assert all(len(c) == 0 for c in select_blocks(np.array([1]), np.zeros((1, 1, 4)), 3, 4, 4))   # frozen picture
