@@ -245,7 +245,8 @@ def test_hevc_stream_decodes_from_its_first_irap(hevc_aus):
     assert all(f.mvs.dtype == MV_DTYPE for f in frames)   # FFmpeg exports MVs for H.264 only: empty but typed
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, derandomize=True,  # fixed examples: the suite must not flake
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(hits=st.lists(st.tuples(st.integers(0, 29), st.integers(0, 1 << 16), st.integers(1, 255)), min_size=1,
                      max_size=12),
        cut=st.one_of(st.none(), st.tuples(st.integers(0, 29), st.floats(0, 1))),

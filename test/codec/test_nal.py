@@ -261,7 +261,8 @@ def test_hevc_header_checks_and_unknown_codecs():
 # --- property checks -----------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, derandomize=True,  # fixed examples: the suite must not flake
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=40))
 def test_any_chunking_reassembles_exactly(small_clip, cuts):
     stream = b"".join(small_clip.aus[:30])
@@ -271,7 +272,7 @@ def test_any_chunking_reassembles_exactly(small_clip, cuts):
     assert aus == list(small_clip.aus[:30])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(data=st.binary(max_size=300), codec=st.sampled_from(["h264", "hevc"]))
 def test_validation_of_arbitrary_bytes_either_passes_or_raises_bitstream_error(data, codec):
     try:
