@@ -145,71 +145,71 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
     pipeline.set_query(config.query)
     _prepare_out(out_dir)
 
-    source: dict[str, Any] = {"kind": None, "frame_id": "", "stamps": []}
-
-    def tracked(images: Iterator[BagImage]) -> Iterator[BagImage]:
-        for image in images:
-            source["kind"] = source["kind"] or image.kind
-            source["frame_id"] = source["frame_id"] or image.frame_id
-            source["stamps"].append(image.stamp_ns)
-            yield image
-
-    stamp_of = FrameStamps(source["stamps"])
-
-    groups: list[GroupRecord] = []
-    windows: list[WindowRecord] = []
     with BagWriter(out_dir / RESULTS_BAG, config.storage) as writer:
-        sink = ResultsBag(writer, "", stamp_of)
-
-        def on_groups(new: tuple[FrameGroup, ...], push_s: float, now_s: float) -> None:
-            for g in new:
-                groups.append(group_record(g))
-                for f, s in g.frame_stamps.items():
-                    if isinstance(s, SourceStamp):
-                        stamp_of.learn(f, s.ns)
-            job = pipeline.next_job(now=now_s)
-            if job is not None:
-                windows.append(_run_job(pipeline, job, push_s, sink, out_dir))
-
-        aus = access_units(tracked(itertools.chain([first], images)), config.encode_fps, config.encode_gop)
+        run = _Run(pipeline, writer, out_dir, first)
+        aus = access_units(run.seen(itertools.chain([first], images)), config.encode_fps, config.encode_gop)
         with tqdm(aus, total=count_messages(bag, config.topic), unit="msg", desc=f"replay {config.mode}",
                   disable=not progress, leave=False) as bar:
             for au, stamp_ns in bar:
-                sink.frame_id = source["frame_id"]
                 pushed = pipeline.push(au, SourceStamp.from_ns(stamp_ns))
                 if pushed.groups:
-                    on_groups(pushed.groups, pushed.push_s, stamp_ns / 1e9)
+                    run.on_groups(pushed.groups, pushed.push_s, stamp_ns / 1e9)
         t0 = time.perf_counter()
         flushed = pipeline.flush()
         if flushed:
-            on_groups(flushed, time.perf_counter() - t0, source["stamps"][-1] / 1e9)
+            run.on_groups(flushed, time.perf_counter() - t0, run.message_stamps[-1] / 1e9)
 
-    num_frames = pipeline.stats.frames
     results = ReplayResults(
         name=bag.resolve().name, bag=str(bag), topic=config.topic, query=config.query, model=config.model,
-        mode=config.mode, canvases=config.canvases, source_kind=source["kind"],
-        frame_stamps_ns=tuple(stamp_of(f) for f in range(num_frames)), groups=tuple(groups),
-        windows=tuple(windows), missing=missing,
-        stats={**pipeline.status(), "messages": len(source["stamps"]), "wall_s": time.perf_counter() - t_start})
+        mode=config.mode, canvases=config.canvases, source_kind=first.kind,
+        frame_stamps_ns=tuple(run.stamps(f) for f in range(pipeline.stats.frames)), groups=tuple(run.groups),
+        windows=tuple(run.windows), missing=missing,
+        stats={**pipeline.status(), "messages": len(run.message_stamps), "wall_s": time.perf_counter() - t_start})
     save_results(results, out_dir)
     return results
 
 
-def _run_job(pipeline: Any, job: Any, push_s: float, sink: ResultsBag, out_dir: Path) -> WindowRecord:
-    """Infer one window; its answer and masks go to the results bag and masks/ (a later window overwrites)."""
-    result = pipeline.infer(job)
-    masks = {}
-    for frame, objects in result.masks.items():
-        mono = mask_union(objects)
-        if mono is not None:
-            masks[frame] = mono
-            cv2.imwrite(str(out_dir / MASKS_DIR / f"{frame:06d}.png"), mono)
-    if result.answer is not None:
-        sink.write_window(result.answer, job.query_text, masks)
-    window = job.window
-    return WindowRecord(
-        seq=job.seq, start_frame=window.start_frame, end_frame=window.end_frame, tokens=window.num_tokens,
-        canvases=len(window.canvases), answer=answer_record(result.answer),
-        error=result.error, push_s=push_s, model_s=result.model_s, segment_s=result.segment_s,
-        mask_frames=tuple(sorted(masks)))
+class _Run:
+    """One replay's running state: message stamps, frame stamps, closed groups and inferred windows."""
 
+    def __init__(self, pipeline: Any, writer: BagWriter, out_dir: Path, first: BagImage) -> None:
+        self.pipeline, self.out_dir = pipeline, out_dir
+        self.message_stamps: list[int] = []
+        self.stamps = FrameStamps(self.message_stamps)
+        self.sink = ResultsBag(writer, first.frame_id, self.stamps)
+        self.groups: list[GroupRecord] = []
+        self.windows: list[WindowRecord] = []
+
+    def seen(self, images: Iterator[BagImage]) -> Iterator[BagImage]:
+        for image in images:
+            self.message_stamps.append(image.stamp_ns)
+            yield image
+
+    def on_groups(self, new: tuple[FrameGroup, ...], push_s: float, now_s: float) -> None:
+        """Record the closed groups, then run the window they completed (if the pipeline says one is due)."""
+        for g in new:
+            self.groups.append(group_record(g))
+            for f, s in g.frame_stamps.items():
+                if isinstance(s, SourceStamp):
+                    self.stamps.learn(f, s.ns)
+        job = self.pipeline.next_job(now=now_s)
+        if job is not None:
+            self.windows.append(self._infer(job, push_s))
+
+    def _infer(self, job: Any, push_s: float) -> WindowRecord:
+        """Infer one window; its answer and masks go to the results bag and masks/ (a later window overwrites)."""
+        result = self.pipeline.infer(job)
+        masks = {}
+        for frame, objects in result.masks.items():
+            mono = mask_union(objects)
+            if mono is not None:
+                masks[frame] = mono
+                cv2.imwrite(str(self.out_dir / MASKS_DIR / f"{frame:06d}.png"), mono)
+        if result.answer is not None:
+            self.sink.write_window(result.answer, job.query_text, masks)
+        window = job.window
+        return WindowRecord(
+            seq=job.seq, start_frame=window.start_frame, end_frame=window.end_frame, tokens=window.num_tokens,
+            canvases=len(window.canvases), answer=answer_record(result.answer),
+            error=result.error, push_s=push_s, model_s=result.model_s, segment_s=result.segment_s,
+            mask_frames=tuple(sorted(masks)))
