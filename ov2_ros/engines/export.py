@@ -45,26 +45,29 @@ def export_sam2(sam2_model: str, out_dir: pathlib.Path, opset: int = DEFAULT_OPS
     return [dataclasses.replace(p, source_model=sam2_model, source_hash=digest) for p in (encoder, decoder)]
 
 
-def export_vlm(model: str, out_dir: pathlib.Path, groups: Sequence[str], opset: int = DEFAULT_OPSET) -> list[PartSpec]:
-    from ov2_ros.engines.vlm_parts import export_vlm_parts
-
-    return export_vlm_parts(model, out_dir, groups, opset=opset)
-
-
 def export_model(model: str, out_dir: str | pathlib.Path, parts: Sequence[str] = PART_GROUPS,
-                 sam2_model: str | None = None, opset: int = DEFAULT_OPSET) -> Manifest:
-    """Export the requested part groups of ``model`` into ``out_dir`` and write the manifest."""
+                 sam2_model: str | None = None, opset: int = DEFAULT_OPSET,
+                 canvas_hw: tuple[int, int] | None = None) -> Manifest:
+    """Export the requested part groups of ``model`` into ``out_dir`` and write the manifest.
+
+    ``canvas_hw``: the canvas size the vision part is built for (default 280x504, 16:9 under 150,000 pixels).
+    """
     unknown = sorted(set(parts) - set(PART_GROUPS))
     if unknown or not parts:
         raise ExportError(f"unknown parts {unknown or list(parts)}; choose from {', '.join(PART_GROUPS)}")
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     specs: list[PartSpec] = []
+    extra: dict = {}
     vlm_groups = [g for g in parts if g != "sam2"]
     if vlm_groups:
-        specs += export_vlm(model, out, vlm_groups, opset=opset)
+        from ov2_ros.engines.vlm_parts import DEFAULT_CANVAS, export_vlm_parts
+
+        vlm_specs, extra["vlm"] = export_vlm_parts(model, out, vlm_groups, opset=opset,
+                                                   canvas_hw=tuple(canvas_hw or DEFAULT_CANVAS))
+        specs += vlm_specs
     if "sam2" in parts:
         specs += export_sam2(sam2_model or sam2_for(model), out, opset=opset)
-    manifest = Manifest(model=model, source_hash=combined_hash(specs), opset=opset, parts=tuple(specs))
+    manifest = Manifest(model=model, source_hash=combined_hash(specs), opset=opset, parts=tuple(specs), extra=extra)
     write_manifest(manifest, out)
     return manifest
