@@ -433,6 +433,13 @@ class EntryGate:
         """Close the gate (e.g. after a decoder restart); cached parameter sets stay."""
         self.open = False
 
+    @property
+    def missing_parameter_sets(self) -> tuple[str, ...]:
+        """Parameter-set kinds never seen yet ("sps", "pps", HEVC "vps"): what a closed gate waits for besides an
+        entry picture. For diagnostics: a sender without in-band headers shows up here."""
+        cached = {kind for kind, _ in self._param_sets}
+        return tuple(k for k in _REQUIRED_PARAM_SETS[self.codec] if k not in cached)
+
     def admit(self, nals: tuple[bytes, ...] | list[bytes], au: bytes) -> bytes | None:
         """Return the bytes to decode for this AU (maybe with cached headers in front), or None to skip it.
 

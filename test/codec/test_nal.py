@@ -211,8 +211,10 @@ def test_gate_prepends_cached_parameter_sets_to_a_bare_idr(clip_factory):
     bare_idr = keep_nals(clip.aus[60], lambda t: t not in (H264_SPS, H264_PPS))
     gate = EntryGate()
     assert gate.admit(split_nal_units(bare_idr), bare_idr) is None        # nothing cached yet: cannot start
+    assert gate.missing_parameter_sets == ("sps", "pps")
     headers = keep_nals(clip.aus[0], lambda t: t in (H264_SPS, H264_PPS))
     assert gate.admit(split_nal_units(headers), headers) is None          # cached, but no picture to start on
+    assert gate.missing_parameter_sets == () and not gate.open
     out = gate.admit(split_nal_units(bare_idr), bare_idr)
     assert out == headers + bare_idr and gate.skipped == 2
     assert gate.sps_resolution == (160, 120)
