@@ -226,37 +226,25 @@ def main(argv: list[str] | None = None) -> int:
                      "torch_threads": torch.get_num_threads(),
                      "attn": attn, "compile_decode": args.compile, "canvases": len(window.canvases),
                      "patches": n_patches, "prompt_tokens": n_prompt, "new_tokens": args.new_tokens}
-    ours: dict = {}
     # CPU preprocessing both sides share (prompt + full-window patchify); the cached path patchifies new groups only
     results["prepare"] = summary_ms(timed(lambda: vision_inputs(window) and runtime.prepare(window, query), device,
                                           args.repeats))
-    peak_reset(device)
-    ours["vit"] = summary_ms(timed(lambda: runtime.vision_tokens(inputs, use_cache=False), device,
-                                   args.repeats))
-    runs = [gen(inputs, False) for _ in range(args.repeats + 1)][1:]
-    ours["prefill"] = summary_ms([g.prefill_s for g in runs])
-    ours["decode_per_token"] = summary_ms([g.decode_s / max(1, len(g.token_ids) - 1) for g in runs])
-    ours["query"] = summary_ms([g.vit_s + g.prefill_s + g.decode_s for g in runs])
-    ours["peak_gib"] = peak_gib(device)
 
-    slide_vit, slide_query = [], []
-    for _ in range(args.repeats):
+    def ours_round() -> dict[str, float]:
+        out = {"vit": timed(lambda: runtime.vision_tokens(inputs, use_cache=False), device, 1, warmup=0)[0]}
+        g = gen(inputs, False)
+        out.update(prefill=g.prefill_s, decode_per_token=g.decode_s / max(1, len(g.token_ids) - 1),
+                   query=g.vit_s + g.prefill_s + g.decode_s)
         runtime.vision_cache.clear()
         runtime.vision_tokens(inputs)                    # the previous window's groups are cached
-        sync(device)
-        t0 = time.perf_counter()
-        runtime.vision_tokens(slid_inputs)
-        sync(device)
-        slide_vit.append(time.perf_counter() - t0)
+        out["slide_vit"] = timed(lambda: runtime.vision_tokens(slid_inputs), device, 1, warmup=0)[0]
         runtime.vision_cache.clear()
         runtime.vision_tokens(inputs)
         g = gen(slid_inputs, True)
-        slide_query.append(g.vit_s + g.prefill_s + g.decode_s)
-    ours["slide_vit"] = summary_ms(slide_vit)
-    ours["slide_query"] = summary_ms(slide_query)
-    results["ours"] = ours
+        out["slide_query"] = g.vit_s + g.prefill_s + g.decode_s
+        return out
 
-    base: dict = {}
+    ref = None
     if args.release_code:
         ref = Baseline(release_model(args.release_code, model, config_dict, attn), device)
         with torch.inference_mode():
@@ -264,21 +252,41 @@ def main(argv: list[str] | None = None) -> int:
                                    for k, v in inputs.as_kwargs().items()}, logits_to_keep=1).logits
             ref_logits, _ = ref.prefill(inputs, ref.vit(inputs))
         results["max_abs_logit_diff_vs_release"] = float((ours_logits.float() - ref_logits.float()).abs().max())
-        peak_reset(device)
-        base["vit"] = summary_ms(timed(lambda: ref.vit(inputs), device, args.repeats))
+
+    def base_round() -> dict[str, float]:
+        out = {"vit": timed(lambda: ref.vit(inputs), device, 1, warmup=0)[0]}
         vision = ref.vit(inputs)
-        base["prefill"] = summary_ms(timed(lambda: ref.prefill(inputs, vision), device, args.repeats))
-        steps = []
-        for _ in range(max(1, args.repeats // 2)):
-            logits, cache = ref.prefill(inputs, vision)
-            steps.append(timed(lambda: ref.decode(logits, cache, args.new_tokens - 1), device, 1, warmup=0)[0]
-                         / max(1, args.new_tokens - 1))
-        base["decode_per_token"] = summary_ms(steps)
-        base["query"] = summary_ms(timed(lambda: ref.query(inputs, args.new_tokens), device,
-                                         max(1, args.repeats // 2)))
-        base["peak_gib"] = peak_gib(device)
-        # the release has no cache: a slid window costs a full ViT and a full query
-        base["slide_vit"], base["slide_query"] = base["vit"], base["query"]
+        out["prefill"] = timed(lambda: ref.prefill(inputs, vision), device, 1, warmup=0)[0]
+        logits, cache = ref.prefill(inputs, vision)
+        out["decode_per_token"] = timed(lambda: ref.decode(logits, cache, args.new_tokens - 1), device, 1,
+                                        warmup=0)[0] / max(1, args.new_tokens - 1)
+        out["query"] = timed(lambda: ref.query(inputs, args.new_tokens), device, 1, warmup=0)[0]
+        # the release has no vision cache: a slid window costs a full ViT and a full query
+        out["slide_vit"], out["slide_query"] = out["vit"], out["query"]
+        return out
+
+    # alternate the two sides every round, so load drifts on a shared machine hit both alike
+    samples: dict[str, list[dict[str, float]]] = {"ours": [], "release": []}
+    peaks: dict[str, float | None] = {"ours": None, "release": None}
+    for r in range(args.repeats + 1):                   # round 0 warms up (allocations, kernel selection)
+        for side, fn in (("ours", ours_round), ("release", base_round if ref else None)):
+            if fn is None:
+                continue
+            peak_reset(device)
+            sample = fn()
+            peaks[side] = max(filter(None, (peaks[side], peak_gib(device))), default=None)
+            if r:
+                samples[side].append(sample)
+
+    def summarise(side: str) -> dict:
+        if not samples[side]:
+            return {}
+        out = {k: summary_ms([s[k] for s in samples[side]]) for k in samples[side][0]}
+        out["peak_gib"] = peaks[side]
+        return out
+
+    ours, base = summarise("ours"), summarise("release")
+    results["ours"] = ours
     results["release"] = base or None
 
     table = Table(f"LLaVA-OV-2 runtime on {device} ({results['mode']}, {attn}): {len(window.canvases)} canvases, "

@@ -67,15 +67,16 @@ class ModelInputs:
                 "video_grid_thw": self.vision.video_grid_thw, "patch_positions": self.vision.patch_positions}
 
 
-def normalise_patches(pixels: np.ndarray, patch: int = 14) -> np.ndarray:
-    """(H, W, 3) uint8 canvas -> (H/p * W/p, 3 * p * p) float32, 2x2-block order, channel-first rows."""
-    patches = patchify(pixels, patch).astype(np.float32) * (1.0 / 255.0)
-    patches = (patches - IMAGE_MEAN) / IMAGE_STD
-    return np.ascontiguousarray(patches.transpose(0, 3, 1, 2)).reshape(len(patches), -1)
+def normalise(patches: torch.Tensor) -> torch.Tensor:
+    """(P, 3, p, p) uint8 patches -> (P, 3 * p * p) float32, scaled to [0, 1] and CLIP-normalised, on the patches'
+    device (so the runtime ships uint8, a quarter of the bytes, and normalises on the GPU)."""
+    mean = torch.from_numpy(IMAGE_MEAN).to(patches.device)[:, None, None]
+    std = torch.from_numpy(IMAGE_STD).to(patches.device)[:, None, None]
+    return ((patches.to(torch.float32) * (1.0 / 255.0) - mean) / std).reshape(len(patches), -1)
 
 
-def canvas_patches(canvases: tuple[Canvas, ...] | list[Canvas], patch: int = 14) -> tuple[np.ndarray, np.ndarray]:
-    """Canvases of one size -> (P, 3p^2) float32 normalised patches and (P, 3) int64 positions."""
+def raw_patches(canvases: tuple[Canvas, ...] | list[Canvas], patch: int = 14) -> tuple[np.ndarray, np.ndarray]:
+    """Canvases of one size -> (P, 3, p, p) uint8 patches (2x2-block order) and (P, 3) int64 positions."""
     if not canvases:
         raise ProcessorError("no canvases to encode")
     size = canvases[0].pixels.shape
@@ -86,19 +87,27 @@ def canvas_patches(canvases: tuple[Canvas, ...] | list[Canvas], patch: int = 14)
         if c.positions.shape != (size[0] // patch * (size[1] // patch), 3):
             raise ProcessorError(f"canvas {i} has {c.positions.shape[0]} position rows for a "
                                  f"{size[0]}x{size[1]} canvas of {patch}-px patches")
-    pixels = np.concatenate([normalise_patches(c.pixels, patch) for c in canvases])
+    pixels = np.concatenate([patchify(c.pixels, patch).transpose(0, 3, 1, 2) for c in canvases])
     positions = np.concatenate([c.positions for c in canvases]).astype(np.int64)
-    return pixels, positions
+    return np.ascontiguousarray(pixels), positions
 
 
-def vision_inputs(window: CodecWindow | tuple[Canvas, ...], patch: int | None = None) -> VisionInputs:
-    """The vision-tower inputs of a window, or of a run of its canvases (see the module docstring)."""
+def normalise_patches(pixels: np.ndarray, patch: int = 14) -> np.ndarray:
+    """(H, W, 3) uint8 canvas -> (H/p * W/p, 3 * p * p) float32, 2x2-block order, channel-first rows."""
+    return normalise(torch.from_numpy(np.ascontiguousarray(patchify(pixels, patch).transpose(0, 3, 1, 2)))).numpy()
+
+
+def vision_inputs(window: CodecWindow | tuple[Canvas, ...], patch: int | None = None,
+                  device: torch.device | str = "cpu") -> VisionInputs:
+    """The vision-tower inputs of a window, or of a run of its canvases (see the module docstring); tensors on
+    ``device`` (normalised there)."""
     canvases = window.canvases if isinstance(window, CodecWindow) else tuple(window)
     patch = patch or (window.patch_size if isinstance(window, CodecWindow) else 14)
-    pixels, positions = canvas_patches(canvases, patch)
+    pixels, positions = raw_patches(canvases, patch)
     h, w = canvases[0].pixels.shape[:2]
-    grid = torch.tensor([[len(canvases), h // patch, w // patch]], dtype=torch.int64)
-    return VisionInputs(torch.from_numpy(pixels), grid, torch.from_numpy(positions), positions[::4, 0].copy())
+    grid = torch.tensor([[len(canvases), h // patch, w // patch]], dtype=torch.int64, device=device)
+    return VisionInputs(normalise(torch.from_numpy(pixels).to(device)), grid, torch.from_numpy(positions).to(device),
+                        positions[::4, 0].copy())
 
 
 def token_frames(window: CodecWindow) -> np.ndarray:

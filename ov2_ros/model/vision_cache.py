@@ -85,9 +85,8 @@ class VisionCache:
                 outs.append(cached)
                 continue
             self.misses += 1
-            v = vision_inputs(chunk, window.patch_size)
-            out = model.model.get_video_features(v.pixel_values_videos.to(device), v.video_grid_thw.to(device),
-                                                 v.patch_positions.to(device))
+            v = vision_inputs(chunk, window.patch_size, device)
+            out = model.model.get_video_features(v.pixel_values_videos, v.video_grid_thw, v.patch_positions)
             self._entries[key] = out
             if len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
