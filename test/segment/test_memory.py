@@ -37,3 +37,16 @@ def test_memory_bounded_over_1000_frames(small_frames):
     growth_mb = (rss[FRAMES - 1] - rss[200]) / 2**20
     print(f"RSS growth frames 200->{FRAMES}: {growth_mb:.1f} MB; bank {late}")
     assert growth_mb < 40
+
+
+def test_without_the_cap_the_session_would_grow(small_frames):
+    """The same stream with a cap larger than the stream: state grows with every frame (what the cap prevents)."""
+    frames = [f[::2, ::2].copy() for f in small_frames[:40]]
+    uncapped = MaskTracker("tiny-random", max_memory_frames=10_000)
+    capped = MaskTracker("tiny-random", max_memory_frames=8)
+    for tracker in (uncapped, capped):
+        tracker.add_points(0, 1, [[20, 30]], [1])
+        for i, rgb in enumerate(frames):
+            tracker.push(i, rgb)
+    assert uncapped.bank_size().non_cond_frames == 39 and capped.bank_size().non_cond_frames == 8
+    assert uncapped.bank_size().tensor_bytes > 4 * capped.bank_size().tensor_bytes
