@@ -80,7 +80,9 @@ def replay_figures(replay_dir: Path, cut_frames: tuple[int, ...]) -> dict:
     """Model-free tokenization figures and replay speed for one replay folder."""
     r = load_results(replay_dir)
     latencies = [w.latency_s for w in r.windows]
+    prompts = [w.answer["extra"].get("prompt_tokens") for w in r.windows if w.answer is not None]
     return {"frames": r.num_frames, "groups": len(r.groups), "windows": len(r.windows),
+            "prompt_tokens_mean": float(sum(prompts) / len(prompts)) if prompts and None not in prompts else None,
             "mean_group_frames": r.num_frames / max(1, len(r.groups)),
             "tokenization": tokenization_scores(r, cut_frames),
             "replay_wall_s": r.stats["wall_s"], "replay_fps": r.num_frames / r.stats["wall_s"],
@@ -134,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     print(t, end="\n\n")
     base = runs["uniform"]
     t = common.Table("Replay speed (tiny model, CPU; latency = closing push + model per window)",
-                     ["run", "frames/s", "window latency p50 ms", "p90 ms", "fps vs uniform"])
+                     ["run", "windows", "prompt tokens (mean)", "frames/s", "window latency p50 ms", "p90 ms",
+                      "fps vs uniform"])
     for name, r in runs.items():
         lat = r["window_latency"] or {}
-        t.add(name, r["replay_fps"], lat.get("median_ms"), lat.get("p90_ms"),
+        t.add(name, r["windows"], r["prompt_tokens_mean"], r["replay_fps"], lat.get("median_ms"), lat.get("p90_ms"),
               common.ratio(r["replay_fps"], base["replay_fps"]))
     print(t, end="\n\n")
 

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace, annotations) -> int:
     from ov2_ros.eval.report import ReportEntry, write_report
     from ov2_ros.eval.results import load_results
-    from ov2_ros.eval.scoring import evaluate
+    from ov2_ros.eval.scoring import evaluate, json_metrics
 
     results = load_results(args.results)
     replay_dir = args.results if args.results.is_dir() else args.results.parent
@@ -69,10 +69,11 @@ def _evaluate(args: argparse.Namespace, annotations) -> int:
     evaluation = evaluate(results, gt, replay_dir)
     out = args.out or replay_dir / "report"
     report = write_report([ReportEntry(results, replay_dir, evaluation)], gt, out)
+    metrics = json_metrics(evaluation.metrics)
     (out / "metrics.json").write_text(json.dumps({"name": results.name, "mode": results.mode, "task": gt.task,
-                                                  "metrics": evaluation.metrics}, indent=1))
+                                                  "metrics": metrics}, indent=1, allow_nan=False))
     if args.json:
-        print(json.dumps(evaluation.metrics))
+        print(json.dumps(metrics, allow_nan=False))
     else:
         print(format_table({results.mode: evaluation.metrics}))
         print(f"report: {report}")

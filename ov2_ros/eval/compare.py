@@ -10,7 +10,7 @@ from typing import Any
 from ov2_ros.eval.annotations import VideoAnnotation
 from ov2_ros.eval.replay import ReplayConfig, replay_bag
 from ov2_ros.eval.report import ReportEntry, write_report
-from ov2_ros.eval.scoring import evaluate
+from ov2_ros.eval.scoring import evaluate, json_metrics
 
 COMPARISON_FILE = "comparison.json"
 
@@ -28,8 +28,8 @@ class Comparison:
 
     def to_json_dict(self) -> dict[str, Any]:
         return {"modes": [e.results.mode for e in self.entries], "canvases": self.entries[0].results.canvases,
-                "metrics": {e.results.mode: e.evaluation.metrics for e in self.entries},
-                "difference": self.difference, "report": str(self.report)}
+                "metrics": {e.results.mode: json_metrics(e.evaluation.metrics) for e in self.entries},
+                "difference": json_metrics(self.difference), "report": str(self.report)}
 
 
 def compare_modes(bag: str | Path, gt: VideoAnnotation, modes: tuple[str, str], out_dir: str | Path,

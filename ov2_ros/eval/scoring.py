@@ -176,6 +176,11 @@ def tokenization_scores(results: ReplayResults, onset_frames: tuple[int, ...], n
     return out
 
 
+def json_metrics(metrics: dict[str, float]) -> dict[str, float | None]:
+    """Metrics for strict JSON: a non-finite value (e.g. an error with nothing predicted) becomes null."""
+    return {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
+
+
 def aggregate(evaluations: list[Evaluation]) -> dict[str, float]:
     """Mean of each metric over the videos that have it (JumpScore mAP = mean of per-video JumpScores)."""
     names = sorted({k for e in evaluations for k in e.metrics})

@@ -8,8 +8,8 @@ import pytest
 from ov2_ros.eval.annotations import VideoAnnotation
 from ov2_ros.eval.report import ReportEntry, metric_table_html, write_report
 from ov2_ros.eval.results import GroupRecord, ReplayResults, WindowRecord, answer_record
-from ov2_ros.eval.scoring import (aggregate, evaluate, frame_at, predicted_events, predicted_points, predicted_spans,
-                                  tokenization_scores)
+from ov2_ros.eval.scoring import (aggregate, evaluate, frame_at, json_metrics, predicted_events, predicted_points,
+                                  predicted_spans, tokenization_scores)
 from ov2_ros.model.answer import Answer, Point, Span, TrackPoint
 
 FPS = 10
@@ -125,6 +125,7 @@ def test_track_report_on_a_real_replay(codec_replay, small_clip, tmp_path):
     # the random model names no points and SAM2 made no masks: everything is missed, nothing is made up
     assert (e.metrics["point_recall"], e.metrics["mask_point_recall"], e.metrics["j"]) == (0.0, 0.0, 0.0)
     assert all(math.isinf(v) for v in e.point_errors_px.values())
+    assert json_metrics(e.metrics)["point_error_median_px"] is None          # strict JSON: no Infinity
     path = write_report([ReportEntry(results, replay_dir, e)], gt, tmp_path / "report")
     html = path.read_text()
     for png in ("masks_codec.png", "point_errors.png", "timeline.png", "tokens.png"):
