@@ -121,8 +121,23 @@ class TrtPart:
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
 
+    def _select_profile(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Use the first optimisation profile whose ranges hold these shapes (prefill vs decode)."""
+        for index in range(self.engine.num_optimization_profiles):
+            fits = True
+            for name, shape in shapes.items():
+                lo, _, hi = self.engine.get_tensor_profile_shape(name, index)
+                fits &= len(lo) == len(shape) and all(a <= d <= b for a, d, b in zip(lo, shape, hi))
+            if fits:
+                if self.context.active_optimization_profile != index:
+                    self.context.set_optimization_profile_async(index, self._torch.cuda.current_stream().cuda_stream)
+                return
+        raise EngineError(f"no optimisation profile of this engine holds input shapes {shapes}")
+
     def __call__(self, **inputs) -> dict:
         torch = self._torch
+        if self.engine.num_optimization_profiles > 1:
+            self._select_profile({n: tuple(inputs[n].shape) for n in self.inputs})
         for name in self.inputs:
             t = inputs[name].contiguous()
             self.context.set_input_shape(name, tuple(t.shape))
