@@ -110,6 +110,8 @@ def bench_throughput(clips: dict[str, Path], repeats: int) -> tuple[dict, dict]:
                           "decode_ms_median": common.median_ms([x.decode_s for x in stats]),
                           "tokenize_ms_median": common.median_ms([x.tokenize_s for x in stats])},
             "ratio_vs_floor": common.ratio(tok_fps, floor_fps),
+            # best-of-repeats ratio: on a shared machine the fastest run is the one least disturbed by others
+            "ratio_vs_floor_best": common.ratio(min(floor_s), min(tok_s)),
         }
         latencies_by_clip[name] = {"push": latencies, "floor_decode": floor_latencies}
     return results, latencies_by_clip
@@ -215,6 +217,7 @@ def bench_vs_reference(clips: dict[str, Path], repeats: int, canvases: int = 32)
         for key in ("reference", "reference_2_threads"):
             if key in row:
                 row[f"speedup_vs_{key}"] = common.ratio(row[key]["median_ms"], row["ours"]["median_ms"])
+                row[f"speedup_vs_{key}_best"] = common.ratio(row[key]["min_ms"], row["ours"]["min_ms"])
         out["clips"][name] = row
     return out
 
@@ -326,10 +329,11 @@ def pooled_recall(clips: dict, budgets: tuple[int, ...]) -> dict:
 
 def print_speed(throughput: dict, latency: dict) -> None:
     t = common.Table("Throughput: streaming tokenizer vs PyAV decode+MV floor (frames/s, median)",
-                     ["clip", "frames", "groups", "floor fps", "tokenizer fps", "ratio (goal >= 0.7)"])
+                     ["clip", "frames", "groups", "floor fps", "tokenizer fps", "ratio (goal >= 0.7)",
+                      "ratio, best runs"])
     for name, r in throughput.items():
         t.add(name, r["frames"], r["tokenizer"]["groups"], r["floor"]["fps"], r["tokenizer"]["fps"],
-              r["ratio_vs_floor"])
+              r["ratio_vs_floor"], r["ratio_vs_floor_best"])
     print(t, end="\n\n")
     t = common.Table("Per-AU latency (ms, every AU of every repeat): tokenizer push vs the floor's decode call",
                      ["clip", "AUs", "push p50", "push p90", "push p99 (goal < 20 at 1080p)", "push max",
@@ -343,10 +347,11 @@ def print_speed(throughput: dict, latency: dict) -> None:
 def print_reference(reference: dict) -> None:
     title = "Wall time, whole file at a 32-canvas budget: ov2-ros tokenize vs cv-preinfer (ms, median)"
     t = common.Table(title, ["clip", "ours ms", "ours canvases", "cv-preinfer ms", "its canvases",
-                             "speedup (goal >= 2)", "cv-preinfer 2 threads ms", "speedup vs 2 threads"])
+                             "speedup (goal >= 2)", "speedup, best runs", "cv-preinfer 2 threads ms",
+                             "speedup vs 2 threads"])
     for name, r in reference["clips"].items():
         t.add(name, r["ours"]["median_ms"], r.get("ours_canvases"), r.get("reference", {}).get("median_ms"),
-              r.get("reference_canvases"), r.get("speedup_vs_reference"),
+              r.get("reference_canvases"), r.get("speedup_vs_reference"), r.get("speedup_vs_reference_best"),
               r.get("reference_2_threads", {}).get("median_ms"), r.get("speedup_vs_reference_2_threads"))
     print(t)
     if reference.get("skipped"):
