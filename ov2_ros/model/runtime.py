@@ -25,7 +25,9 @@ from ov2_ros.model.prompts import instruction
 from ov2_ros.model.vision_cache import VisionCache
 
 
-CACHE_BLOCK = 512     # KV-cache length granularity (tokens)
+# KV-cache length granularity (tokens): coarse with a compiled decode step, so CUDA graphs are captured once for
+# prompts of similar length; fine otherwise, since every padded slot costs attention work in prefill and decode.
+CACHE_BLOCK, CACHE_BLOCK_COMPILED = 64, 512
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class VlmRuntime:
         self._cache: StaticCache | None = None
         self._cache_len = 0
         self._step = self._decode_step
+        self.compiled_decode = compile_decode
         if compile_decode:
             # CUDA graphs on a GPU; on CPU this only fuses kernels (minutes of compile for little gain: for checks)
             mode = "reduce-overhead" if self.device.type == "cuda" else "default"
@@ -119,9 +122,9 @@ class VlmRuntime:
         return Generation(tuple(out), text, t1 - t0, t2 - t1, t3 - t2, n)
 
     def _static_cache(self, length: int) -> StaticCache:
-        """One KV cache reused across queries, its length rounded up to ``CACHE_BLOCK`` tokens: similar prompts
-        then share one shape, so a compiled (CUDA-graph) decode step is captured once, and nothing is reallocated."""
-        size = -(-length // CACHE_BLOCK) * CACHE_BLOCK
+        """One KV cache reused across queries (no reallocation), its length rounded up to a block of tokens."""
+        block = CACHE_BLOCK_COMPILED if self.compiled_decode else CACHE_BLOCK
+        size = -(-length // block) * block
         if self._cache is None or self._cache_len != size:
             self._cache = None                                  # free the old one before allocating
             self._cache = StaticCache(config=self.model.config.text_config, max_cache_len=size)
