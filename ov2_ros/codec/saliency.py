@@ -5,6 +5,8 @@ for 14-px ones; per-patch statistics barely change and every array op gets 4x ch
 
 - **motion**: the exported MVs are rasterised onto a field of 16x16-source-pixel (macroblock) cells (``bincount`` over
   cell indices, so no Python loop over MVs); the per-cell mean magnitude, in canvas pixels, is averaged per patch.
+  Optionally (``SaliencyConfig.camera_motion``) magnitudes are taken relative to the camera's motion (the median
+  MV), so a robot turning its head does not make every block salient; off by default (see the measurement there).
 - **residual**: the previous frame's luma is warped by the past-reference MVs (``cv2.remap``) and compared with
   this frame: mean |luma - warped| per patch, minus a coding-noise allowance. Intra frames (no MVs) compare with the
   unwarped previous frame, so a cut lights up everywhere. So do streams without exported MVs (FFmpeg exports none
@@ -38,6 +40,9 @@ class SaliencyConfig:
     residual_noise: float = 2.0     # grey levels of coding noise ignored in the residual
     residual_floor: float = 12.0    # grey levels (after the noise allowance) that count as fully salient
     clip: float = 4.0               # cap on normalised scores, so one outlier patch cannot own a frame
+    # Score motion relative to the median MV (camera motion). Off: on bench/tokenizer.py's moving 720p clip it
+    # halved the patches near the pan onset (192 -> 80) and the objects' onset (112 -> 60), since a pan is news too.
+    camera_motion: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,12 @@ class MotionField:
     ``__call__(mvs) -> (flow (H, W, 2) float32 canvas px towards the past reference, magnitude (H, W) float32)``.
     """
 
-    def __init__(self, src_height: int, src_width: int, grid: CanvasGrid, magnitude_scale: float | None = None):
+    def __init__(self, src_height: int, src_width: int, grid: CanvasGrid, magnitude_scale: float | None = None,
+                 relative: bool = False):
         """``grid``: where the field is sampled (flow in its pixels); ``magnitude_scale``: source px -> the unit of the
-        magnitude (default: ``grid`` pixels)."""
+        magnitude (default: ``grid`` pixels); ``relative``: magnitudes relative to the camera's motion."""
         self.src_size = (src_height, src_width)
+        self.relative = relative
         self.cells = (-(-src_height // MV_CELL), -(-src_width // MV_CELL))
         self.scale = np.array([grid.width / src_width, grid.height / src_height], dtype=np.float32)
         self.magnitude_scale = float(self.scale.mean()) if magnitude_scale is None else magnitude_scale
@@ -94,20 +101,31 @@ class MotionField:
         self._map_y = np.ascontiguousarray(np.broadcast_to(ys[:, None], (grid.height, grid.width)))
 
     def cell_means(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(cells, 2) mean past-reference motion (source px) and (cells,) mean magnitude, per cell, over the MVs that
-        move (zero vectors, most of a still scene, are dropped first: they add nothing to a sum)."""
+        """(cells, 2) mean past-reference motion (source px) and (cells,) mean magnitude, per cell.
+
+        With ``relative`` the magnitude is taken after subtracting the camera's motion (the median vector per
+        reference direction), so a pan scores its moving objects, not every block. Vectors with neither motion nor
+        relative motion (most of a still scene) are dropped first: they add nothing to a sum.
+        """
         ch, cw = self.cells
         n_cells = ch * cw
         flow = np.zeros((n_cells, 2), np.float32)
         magnitude = np.zeros(n_cells, np.float32)
         if mvs is None or len(mvs) == 0:
             return flow, magnitude
-        mvs = mvs[(mvs["motion_x"] != 0) | (mvs["motion_y"] != 0)]
-        if len(mvs) == 0:
-            return flow, magnitude
         scale = np.maximum(mvs["motion_scale"].astype(np.float32), 1.0)
-        mx = mvs["motion_x"] / scale
-        my = mvs["motion_y"] / scale
+        mx, my = mvs["motion_x"] / scale, mvs["motion_y"] / scale
+        rx, ry = mx, my
+        if self.relative:
+            future = mvs["source"] > 0
+            for sel in (~future, future):
+                if sel.any():
+                    rx = np.where(sel, mx - np.median(mx[sel]), rx)
+                    ry = np.where(sel, my - np.median(my[sel]), ry)
+        keep = (mx != 0) | (my != 0) | (rx != 0) | (ry != 0)
+        if not keep.any():
+            return flow, magnitude
+        mvs, mx, my, rx, ry = mvs[keep], mx[keep], my[keep], rx[keep], ry[keep]
         bw, bh = mvs["w"].astype(np.int32), mvs["h"].astype(np.int32)
         x0 = (mvs["dst_x"] - bw // 2) // MV_CELL
         y0 = (mvs["dst_y"] - bh // 2) // MV_CELL
@@ -122,7 +140,7 @@ class MotionField:
             ok = (dx < nx[:, None]) & (dy < ny[:, None]) & (cx >= 0) & (cx < cw) & (cy >= 0) & (cy < ch)
             mv_of, cell = np.nonzero(ok)[0], (cy * cw + cx)[ok]
         count = np.bincount(cell, minlength=n_cells)
-        magnitude[:] = np.bincount(cell, weights=np.hypot(mx, my)[mv_of], minlength=n_cells) / np.maximum(count, 1)
+        magnitude[:] = np.bincount(cell, weights=np.hypot(rx, ry)[mv_of], minlength=n_cells) / np.maximum(count, 1)
         past = mvs["source"][mv_of] < 0
         cell, mv_of = cell[past], mv_of[past]
         pcount = np.maximum(np.bincount(cell, minlength=n_cells), 1)
@@ -166,7 +184,8 @@ class SaliencyScorer:
         self.grid, self.config = grid, config
         self.analysis = analysis_grid(grid)
         self.motion = MotionField(src_height, src_width, self.analysis,
-                                  magnitude_scale=(grid.width / src_width + grid.height / src_height) / 2)
+                                  magnitude_scale=(grid.width / src_width + grid.height / src_height) / 2,
+                                  relative=config.camera_motion)
         a = self.analysis
         gx, gy = np.meshgrid(np.arange(a.width, dtype=np.float32), np.arange(a.height, dtype=np.float32))
         self._base = np.stack([gx, gy], axis=-1)

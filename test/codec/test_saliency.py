@@ -114,3 +114,19 @@ def test_scores_on_the_event_clip(clip):
     cut = sal[90]
     assert cut.change > 10 > max(s.change for i, s in enumerate(sal) if i != 90)   # IDR at 60 is not a change
     assert (cut.blocks > 0.5).mean() > 0.8                           # a cut is new everywhere
+
+
+def test_camera_motion_is_discounted():
+    """A pan moves every macroblock by the same vector: relative to it only the object that moves differently
+    has motion; the warp still follows the true vectors."""
+    grid = CanvasGrid(64, 64, 16)
+    rows = [(16, 16, 8 + 16 * (i % 4), 8 + 16 * (i // 4), 16, 0, 4) for i in range(16)]    # 4x4 MBs, pan (4, 0)
+    rows[5] = (16, 16, 24, 24, -16, 0, 4)                                                  # object: (-4, 0)
+    pan = _mvs(rows)
+    flow, mag = MotionField(64, 64, grid, relative=True)(pan)
+    background = mag.copy()
+    background[16:32, 16:32] = 0
+    assert mag[16:32, 16:32].min() == 8 and background.max() == 0
+    assert (flow[0:16, :, 0] == 4).all() and (flow[16:32, 16:32, 0] == -4).all()
+    _, absolute = MotionField(64, 64, grid)(pan)
+    assert absolute.min() == 4
