@@ -79,6 +79,15 @@ def bag_topics(path: str | Path) -> dict[str, str]:
         reader.close()
 
 
+def message_count(path: str | Path, topic: str) -> int:
+    """Messages on ``topic`` according to the bag's index (for progress bars)."""
+    reader = _open_reader(Path(path))
+    try:
+        return sum(c.msgcount for c in reader.connections if c.topic == topic)
+    finally:
+        reader.close()
+
+
 def _stamp_ns(header: Any, log_ns: int) -> int:
     ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
     return ns if ns else int(log_ns)

@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 
 from ov2_ros.codec.types import FrameGroup, Mode, TokenizerConfig
-from ov2_ros.eval.bags import BagImage, BagWriter, Storage, access_units, read_images
+from ov2_ros.eval.bags import BagImage, BagWriter, Storage, access_units, message_count, read_images
 from ov2_ros.eval.errors import EvalError
 from ov2_ros.eval.outputs import ResultsBag, mask_union
 from ov2_ros.eval.results import (MASKS_DIR, RESULTS_BAG, RESULTS_FILE, GroupRecord, ReplayResults, WindowRecord,
@@ -110,16 +110,6 @@ def _prepare_out(out_dir: Path) -> None:
     (out_dir / MASKS_DIR).mkdir()
 
 
-def count_messages(bag: Path, topic: str) -> int | None:
-    from rosbags.rosbag2 import Reader
-
-    try:
-        with Reader(bag) as reader:
-            return sum(c.msgcount for c in reader.connections if c.topic == topic)
-    except Exception:  # noqa: BLE001 - only the progress bar's total; read_images reports real problems
-        return None
-
-
 def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progress: bool = True,
                runtime: Any = None, tracker_factory: Callable[[], Any] | None = None) -> ReplayResults:
     """Replay ``bag`` into ``out_dir`` (results.json, results_bag/, masks/). ``runtime``/``tracker_factory``
@@ -139,7 +129,8 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
         PipelineConfig(tokenizer=TokenizerConfig(mode=config.mode, window_canvases=config.canvases,
                                                  uniform_group_frames=config.uniform_group_frames),
                        model=config.model, device=config.device, segment=config.segment, rerun="group",
-                       max_new_tokens=config.max_new_tokens),
+                       max_new_tokens=config.max_new_tokens,
+                       codec="hevc" if first.kind == "hevc" else "h264"),     # raw/JPEG are encoded to H.264
         runtime=runtime, tracker_factory=tracker_factory)
     missing = pipeline.load()
     pipeline.set_query(config.query)
@@ -148,7 +139,7 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
     with BagWriter(out_dir / RESULTS_BAG, config.storage) as writer:
         run = _Run(pipeline, writer, out_dir, first)
         aus = access_units(run.seen(itertools.chain([first], images)), config.encode_fps, config.encode_gop)
-        with tqdm(aus, total=count_messages(bag, config.topic), unit="msg", desc=f"replay {config.mode}",
+        with tqdm(aus, total=message_count(bag, config.topic), unit="msg", desc=f"replay {config.mode}",
                   disable=not progress, leave=False) as bar:
             for au, stamp_ns in bar:
                 pushed = pipeline.push(au, SourceStamp.from_ns(stamp_ns))

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from ov2_ros.codec.synth import event_frames
-from ov2_ros.eval.bags import BagWriter, access_units, bag_topics, read_images, write_image_bag
+from ov2_ros.eval.bags import BagWriter, access_units, bag_topics, message_count, read_images, write_image_bag
 from ov2_ros.eval.errors import BagError, ClockJumpError, EvalError, TopicNotFoundError
 
 T0 = 1_700_000_000_000_000_000          # a realistic epoch stamp in ns
@@ -32,6 +32,7 @@ def _decode_count(aus):
 def test_h264_round_trip_keeps_bytes_and_stamps(tmp_path, small_clip, storage):
     bag = write_image_bag(tmp_path / "bag", _stamps(small_clip.num_frames), small_clip.aus, storage=storage)
     assert bag_topics(bag) == {TOPIC: "sensor_msgs/msg/CompressedImage"}
+    assert message_count(bag, TOPIC) == small_clip.num_frames and message_count(bag, "/x") == 0
     images = list(read_images(bag, TOPIC))
     assert [i.data for i in images] == list(small_clip.aus)
     assert [i.stamp_ns for i in images] == _stamps(small_clip.num_frames)

@@ -104,3 +104,11 @@ def test_a_corrupt_access_unit_loses_nothing_else(small_clip, stamps, tiny_runti
     assert results.num_frames >= 39 and results.windows                 # the stream goes on past the bad AU
     assert results.frame_stamps_ns[:20] == tuple(stamps(20))
     assert results.frame_stamps_ns[-1] == stamps(40)[-1]                # later frames keep their own stamps
+
+
+def test_hevc_bag_replays_through_the_hevc_decoder(hevc_aus, stamps, tiny_runtime, replay_config, tmp_path):
+    bag = write_image_bag(tmp_path / "h265", stamps(len(hevc_aus)), hevc_aus, kind="hevc")
+    results = replay_bag(bag, tmp_path / "out", replay_config(), progress=False, runtime=tiny_runtime)
+    assert results.source_kind == "hevc" and results.num_frames == len(hevc_aus)
+    assert results.stats["codec_issues"] == 0 and results.windows
+    assert results.frame_stamps_ns == tuple(stamps(len(hevc_aus)))
