@@ -60,3 +60,16 @@ def sam2_example_inputs(sam2, num_points: int = 1, seed: int = 0) -> tuple[dict,
         "point_labels": (torch.arange(num_points) == 0).to(torch.int32).view(1, 1, num_points),
     }
     return encoder, decoder
+
+
+class OrtSam2ImageEncoder:
+    """The exported ``sam2_image_encoder`` in onnxruntime, as ``MaskTracker(image_encoder=...)`` takes it."""
+
+    def __init__(self, onnx_path, threads: int | None = None):
+        from ov2_ros.engines.onnx_io import ort_session
+
+        self.session = ort_session(onnx_path, threads=threads)
+
+    def __call__(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        outs = self.session.run(None, {"pixel_values": pixel_values.float().cpu().numpy()})
+        return [torch.from_numpy(o) for o in outs]

@@ -6,6 +6,7 @@ transformers SAM2 image/video processors need torchvision, which this stack must
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,8 +49,12 @@ class MaskTracker:
     """
 
     def __init__(self, model: str = TINY_RANDOM, device: str = "cpu", dtype: torch.dtype | None = None,
-                 max_memory_frames: int | None = None, max_prompt_frames: int = 4, score_threshold: float = 0.5):
+                 max_memory_frames: int | None = None, max_prompt_frames: int = 4, score_threshold: float = 0.5,
+                 image_encoder: Callable[[torch.Tensor], Sequence[torch.Tensor]] | None = None):
         self.model = load_sam2(model, device=device, dtype=dtype)
+        # optional replacement for the per-frame image encoder (an onnxruntime or TensorRT engine): pixel_values
+        # (1, 3, S, S) -> (high_res_feat0, high_res_feat1, image_embed, image_pos_embed) NCHW, see engines.sam2_parts
+        self.image_encoder = image_encoder
         self.device = device
         self.dtype = dtype or torch.float32
         cfg = self.model.config
@@ -118,6 +123,8 @@ class MaskTracker:
         if not self._session.obj_ids:
             return {}
         pixels = frame_to_pixel_values(rgb, self.image_size, self.dtype)
+        if self.image_encoder is not None:
+            self._cache_external_features(frame_index, pixels)
         out = self.model(inference_session=self._session, frame=pixels, frame_idx=frame_index)
         prune_session(self._session, frame_index, self.max_memory_frames, self.max_prompt_frames)
         return self._results(out, hw)
@@ -185,6 +192,15 @@ class MaskTracker:
         session.remove_mask_inputs(obj_idx, frame_index)
         if prompt.obj_id not in session.obj_with_new_inputs:
             session.obj_with_new_inputs.append(prompt.obj_id)
+
+    def _cache_external_features(self, frame_index: int, pixels: torch.Tensor) -> None:
+        """Put the external encoder's maps where the model looks first (the session's vision-feature cache), in
+        its (HW, B, C) layout; only the lowest-resolution position encoding is ever read, so the others stay None."""
+        feat0, feat1, embed, pos = (torch.as_tensor(t).to(self.device, self.dtype) for t in
+                                    self.image_encoder(pixels[None]))
+        flat = [t.flatten(2).permute(2, 0, 1) for t in (feat0, feat1, embed, pos)]
+        self._session.cache.cache_vision_features(
+            frame_index, {"vision_feats": flat[:3], "vision_pos_embeds": [None, None, flat[3]]})
 
     def _due_prompts(self, frame_index: int) -> list[PointPrompt]:
         """The newest prompt per object whose frame has come; older ones for the same object are superseded."""

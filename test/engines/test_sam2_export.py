@@ -67,3 +67,28 @@ def test_unknown_parts_rejected(tmp_path):
     with pytest.raises(ExportError, match="unknown parts \\['lidar'\\]"):
         export_model("tiny-random", tmp_path, parts=("sam2", "lidar"))
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_tracker_with_the_onnx_image_encoder_matches_torch(sam2_export, small_frames):
+    """MaskTracker with the exported encoder in onnxruntime tracks like the all-torch tracker."""
+    from ov2_ros.engines.sam2_parts import OrtSam2ImageEncoder
+    from ov2_ros.segment import MaskTracker
+
+    out, _ = sam2_export
+    plain = MaskTracker("tiny-random")
+    onnx = MaskTracker("tiny-random", image_encoder=OrtSam2ImageEncoder(out / "sam2_image_encoder.onnx", threads=1))
+    def torch_encoder_must_not_run(*args, **kwargs):
+        raise AssertionError("the torch image encoder ran although an external one was given")
+
+    onnx.model.get_image_features = torch_encoder_must_not_run
+    for tracker in (plain, onnx):
+        tracker.add_points(28, 1, [[40, 60]], [1])
+        tracker.add_points(28, 2, [[120, 30]], [1])
+    agree = []
+    for i in range(28, 48):
+        a, b = plain.push(i, small_frames[i]), onnx.push(i, small_frames[i])
+        assert a.keys() == b.keys() == {1, 2}
+        for k in a:
+            assert abs(a[k].score - b[k].score) < 1e-3
+            agree.append(np.mean(a[k].mask == b[k].mask))
+    assert min(agree) > 0.995 and np.mean(agree) > 0.999
