@@ -74,6 +74,15 @@ def test_bad_file_one_line_nonzero(tmp_path, capsys, make, expect):
     assert len(err) == 1 and expect in err[0] and err[0].startswith("ov2-ros tokenize: error:")
 
 
+def test_stream_without_an_entry_point(tmp_path, capsys, clip_factory):
+    """P frames only (the IDR cut off): nothing can be decoded, and the command says so, naming the file."""
+    path = tmp_path / "no_idr.h264"
+    path.write_bytes(b"".join(clip_factory().aus[1:30]))
+    assert main(["tokenize", str(path)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_idr.h264" in err[0] and "no" in err[0] and "frames" in err[0]
+
+
 def test_bad_budget(video, capsys):
     assert main(["tokenize", str(video), "--canvases", "6"]) != 0
     assert "multiple" in capsys.readouterr().err
