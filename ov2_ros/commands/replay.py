@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 HELP = "replay a rosbag2 bag (MCAP or sqlite3) through the perception pipeline; write a results bag + results.json"
 
 
-def add_replay_arguments(parser: argparse.ArgumentParser, query_required: bool) -> None:
-    """Options shared by ``replay`` and ``eval --compare`` (which replays too)."""
+def add_replay_arguments(parser: Any, query_required: bool) -> None:
+    """Options shared by ``replay`` and ``eval --compare`` (which replays too); ``parser`` may be an argument group."""
     parser.add_argument("--topic", default="/camera/image/compressed",
                         help="image topic: H.264/HEVC or JPEG CompressedImage, or raw sensor_msgs/Image "
                              "(default: /camera/image/compressed)")
