@@ -110,8 +110,12 @@ class MaskTracker:
         """
         hw = self._check_frame(frame_index, rgb)
         due = self._due_prompts(frame_index)
-        for prompt in due:   # validate everything first so a bad prompt changes nothing
-            self._check_inside(prompt, hw)
+        for prompt in due:   # validate first: a bad prompt is dropped, the frame is not consumed (push it again)
+            try:
+                self._check_inside(prompt, hw)
+            except SegmentError:
+                del self._pending[(prompt.obj_id, prompt.frame)]
+                raise
         self._last_frame = frame_index
         if self._session is None:
             if not due:

@@ -82,9 +82,12 @@ def test_prompt_outside_frame_is_a_clear_error_and_changes_nothing(small_frames)
     # before the first frame the size is unknown: the check runs at push, before anything is consumed
     fresh = MaskTracker("tiny-random")
     fresh.add_points(0, 1, [[-1, 5]], [1])
-    with pytest.raises(ValueError, match="outside"):
+    fresh.add_points(0, 2, [[5, 5]], [1])
+    with pytest.raises(ValueError, match="object 1 frame 0: points \\[\\[-1.0, 5.0\\]\\] lie outside"):
         fresh.push(0, small_frames[0])
     assert fresh.object_ids == ()
+    # the bad prompt is gone, the good one and the frame are not lost: pushing the frame again tracks object 2
+    assert set(fresh.push(0, small_frames[0])) == {2}
 
 
 @pytest.mark.parametrize("points, labels, msg", [
