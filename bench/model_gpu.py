@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     n_prompt = int(inputs.input_ids.shape[1])
 
     def gen(i, cache):
-        return runtime.generate(i, args.new_tokens, use_vision_cache=cache, stop_at_eos=False)
+        return runtime.generate(i.window, i, args.new_tokens, use_vision_cache=cache, stop_at_eos=False)
 
     results: dict = {"mode": "cpu-smoke" if args.tiny else "8b-random", "device": str(device), "dtype": str(dtype),
                      "torch_threads": torch.get_num_threads(),

@@ -88,10 +88,12 @@ class VlmRuntime:
         return self.model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)
 
     @torch.inference_mode()
-    def generate(self, inputs: ModelInputs, max_new_tokens: int | None = None,
+    def generate(self, window: CodecWindow, inputs: ModelInputs, max_new_tokens: int | None = None,
                  use_vision_cache: bool = True, stop_at_eos: bool = True) -> Generation:
-        """Greedy decoding with a static KV cache sized prompt + ``max_new_tokens``. ``stop_at_eos=False`` always
-        decodes ``max_new_tokens`` (benchmarks with random weights)."""
+        """Greedy decoding with a static KV cache sized prompt + ``max_new_tokens`` for ``inputs`` (prepared from
+        ``window``). ``stop_at_eos=False`` always decodes ``max_new_tokens`` (benchmarks with random weights)."""
+        if inputs.window is not window:
+            raise ModelError("generate: inputs were prepared from a different window")
         max_new = max_new_tokens or self.max_new_tokens
         t0 = time.perf_counter()
         vision = self.vision_tokens(inputs, use_vision_cache)
@@ -138,7 +140,7 @@ class VlmRuntime:
         """Run ``query`` on ``window``; the parsed answer with latency, window span and stage timings."""
         t0 = time.perf_counter()
         inputs = self.prepare(window, query)
-        gen = self.generate(inputs)
+        gen = self.generate(window, inputs)
         times = window.frame_times
         parsed = parse_answer(query.task, gen.text, times, window.source_size)
         stats = self.vision_cache.stats

@@ -11,7 +11,7 @@ def test_static_cache_greedy_equals_full_forward_argmax(runtime, windows):
     """Each generated token is the argmax of a cache-free forward over prompt + tokens so far."""
     window = windows[3]
     inputs = runtime.prepare(window, Query("ask", "what moves?"))
-    gen = runtime.generate(inputs, max_new_tokens=6, use_vision_cache=False)
+    gen = runtime.generate(window, inputs, max_new_tokens=6, use_vision_cache=False)
     assert 1 <= len(gen.token_ids) <= 6 and gen.prompt_tokens == inputs.input_ids.shape[1]
     ids = inputs.input_ids
     kwargs = inputs.as_kwargs()
@@ -78,15 +78,16 @@ def test_transformers_generate_gives_the_same_tokens(runtime, windows):
     """The model also works with transformers' own generate(); greedy tokens agree with the runtime's."""
     window = windows[5]
     inputs = runtime.prepare(window, Query("ask", "describe"))
-    ours = runtime.generate(inputs, max_new_tokens=5, stop_at_eos=False)
+    ours = runtime.generate(window, inputs, max_new_tokens=5, stop_at_eos=False)
     theirs = runtime.model.generate(**inputs.as_kwargs(), max_new_tokens=5, do_sample=False, eos_token_id=None)
     assert theirs[0, inputs.input_ids.shape[1]:].tolist() == list(ours.token_ids)
 
 
 def test_kv_cache_is_reused_across_queries(runtime, windows):
-    first = runtime.generate(runtime.prepare(windows[4], Query("ask", "a")), 4, stop_at_eos=False)
+    inputs = runtime.prepare(windows[4], Query("ask", "a"))
+    first = runtime.generate(windows[4], inputs, 4, stop_at_eos=False)
     cache = runtime._cache
-    again = runtime.generate(runtime.prepare(windows[4], Query("ask", "a")), 4, stop_at_eos=False)
+    again = runtime.generate(windows[4], runtime.prepare(windows[4], Query("ask", "a")), 4, stop_at_eos=False)
     assert runtime._cache is cache and again.token_ids == first.token_ids   # reset, not stale
 
 
