@@ -6,6 +6,8 @@
 Measured (medians over the timed frames/repeats):
 - tracking: ``MaskTracker.push`` per frame with one object prompted on the first frame (encoder + memory
   attention + mask decoder + memory encoder, as the node runs it), on ``--device`` in ``--dtype``;
+- tracking on the CPU with the exported image encoder in onnxruntime (``MaskTracker(image_encoder=...)``) vs
+  all-torch CPU tracking;
 - parts: SAM2 image encoder and prompt/mask decoder, onnxruntime CPU (the exported ONNX) vs torch CPU fp32 on the
   same inputs, in the same run, with the same number of intra-op threads; the ratio is ORT / torch.
 On a shared/loaded CPU pass ``--threads 1``: spinning intra-op threads on oversubscribed cores cost 10-50x.
@@ -30,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Table, load_average, moving_scene_frames, ratio, summary_ms, time_calls, write_results  # noqa: E402,E501
 from ov2_ros.engines.onnx_io import export_part, ort_session  # noqa: E402
-from ov2_ros.engines.sam2_parts import Sam2ImageEncoder, Sam2PromptMaskDecoder, sam2_example_inputs  # noqa: E402
+from ov2_ros.engines.sam2_parts import (  # noqa: E402
+    OrtSam2ImageEncoder, Sam2ImageEncoder, Sam2PromptMaskDecoder, sam2_example_inputs)
 from ov2_ros.segment import MaskTracker  # noqa: E402
 from ov2_ros.segment.loader import seeded_random_model  # noqa: E402
 
@@ -46,20 +49,24 @@ def hiera_tiny_config(size: int):
         prompt_encoder_config={"image_size": size}, image_size=size, memory_attention_rope_feat_sizes=grids[2])
 
 
-def bench_tracking(sam2, device: str, dtype: torch.dtype, frames: list[np.ndarray]) -> dict:
-    tracker = MaskTracker(sam2, device=device, dtype=dtype)
+def bench_tracking(trackers: dict[str, MaskTracker], frames: list[np.ndarray]) -> dict:
+    """Per-frame ``push`` latency of each tracker, the trackers alternating frame by frame (so load drift on a
+    shared machine hits them alike). One object prompted at the frame centre on frame 0."""
     h, w = frames[0].shape[:2]
-    tracker.add_points(0, 1, [[w * 0.5, h * 0.5]], [1])
-    samples = []
+    samples: dict[str, list[float]] = {name: [] for name in trackers}
+    for tracker in trackers.values():
+        tracker.add_points(0, 1, [[w * 0.5, h * 0.5]], [1])
     for i, rgb in enumerate(frames):
-        t0 = time.perf_counter()
-        tracker.push(i, rgb)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        samples.append(time.perf_counter() - t0)
-    tracker.close()
+        for name, tracker in trackers.items():
+            t0 = time.perf_counter()
+            tracker.push(i, rgb)
+            if tracker.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            samples[name].append(time.perf_counter() - t0)
+    for tracker in trackers.values():
+        tracker.close()
     # frame 0 is the prompt frame (+ warm-up); frames 1-2 also warm allocator/caches
-    return {"prompt_frame_ms": 1e3 * samples[0], "track": summary_ms(samples[3:])}
+    return {name: {"prompt_frame_ms": 1e3 * s[0], "track": summary_ms(s[3:])} for name, s in samples.items()}
 
 
 def bench_parts(sam2, repeats: int, out_dir: Path) -> dict:
@@ -104,13 +111,26 @@ def main() -> int:
 
     config = hiera_tiny_config(size)
     frames = list(moving_scene_frames(640, 360, num_frames=n_frames))
-    tracking = bench_tracking(seeded_random_model(config), args.device, dtype, frames)
+    tracking = None
+    if cuda:
+        tracking = bench_tracking({"main": MaskTracker(seeded_random_model(config), args.device, dtype)},
+                                  frames)["main"]
     with tempfile.TemporaryDirectory() as tmp:
-        parts = bench_parts(seeded_random_model(config).float().eval(), args.repeats, Path(tmp))
+        cpu_model = seeded_random_model(config).float().eval()
+        parts = bench_parts(cpu_model, args.repeats, Path(tmp))
+        # whole CPU tracking: exported encoder in onnxruntime vs all-torch, alternating frame by frame
+        encoder = OrtSam2ImageEncoder(Path(tmp) / "image_encoder.onnx", threads=torch.get_num_threads())
+        tracking_cpu = bench_tracking({"torch": MaskTracker(cpu_model),
+                                       "ort_encoder": MaskTracker(cpu_model, image_encoder=encoder)},
+                                      frames[: max(6, n_frames // 4)] if cuda else frames)
+    tracking = tracking or tracking_cpu["torch"]
 
     table = Table(f"SAM2 hiera-tiny-size, {size} px (median ms)", ["what", "where", "median_ms", "p90_ms", "vs torch CPU"])
     table.add("track one object / frame", f"torch {args.device} {str(dtype).split('.')[-1]}",
               tracking["track"]["median_ms"], tracking["track"]["p90_ms"], "-")
+    table.add("track one object / frame", "cpu, encoder in onnxruntime",
+              tracking_cpu["ort_encoder"]["track"]["median_ms"], tracking_cpu["ort_encoder"]["track"]["p90_ms"],
+              ratio(tracking_cpu["ort_encoder"]["track"]["median_ms"], tracking_cpu["torch"]["track"]["median_ms"]))
     for name, r in parts.items():
         table.add(name, "torch cpu fp32", r["torch_cpu"]["median_ms"], r["torch_cpu"]["p90_ms"], 1.0)
         table.add(name, "onnxruntime cpu", r["ort_cpu"]["median_ms"], r["ort_cpu"]["p90_ms"], r["ort_over_torch"])
@@ -118,7 +138,8 @@ def main() -> int:
     mode = "cuda" if cuda else "cpu (GPU numbers pending: no CUDA device on the development machines)"
     path = write_results("sam2_gpu", {
         "mode": mode, "device": args.device, "image_size": size, "dtype": str(dtype), "frames": n_frames,
-        "source_frame": [360, 640], "threads": torch.get_num_threads(), "tracking": tracking, "parts": parts,
+        "source_frame": [360, 640], "threads": torch.get_num_threads(), "tracking": tracking,
+        "tracking_cpu": tracking_cpu, "parts": parts,
         "load_before": load_before, "load_after": load_average()})
     print(f"\nwrote {path}")
     return 0
