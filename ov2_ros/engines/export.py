@@ -5,9 +5,9 @@ import dataclasses
 import pathlib
 from collections.abc import Sequence
 
-from ov2_ros.engines.errors import ExportError
 from ov2_ros.engines.manifest import Manifest, PartSpec, Profile, combined_hash, state_dict_hash, write_manifest
 from ov2_ros.engines.onnx_io import DEFAULT_OPSET, export_part
+from ov2_ros.errors import ConfigError
 
 PART_GROUPS = ("vision", "decoder", "sam2")
 SAM2_MAX_POINTS = 16         # TensorRT profile range for the number of prompt points
@@ -54,7 +54,7 @@ def export_model(model: str, out_dir: str | pathlib.Path, parts: Sequence[str] =
     """
     unknown = sorted(set(parts) - set(PART_GROUPS))
     if unknown or not parts:
-        raise ExportError(f"unknown parts {unknown or list(parts)}; choose from {', '.join(PART_GROUPS)}")
+        raise ConfigError(f"unknown parts {unknown or list(parts)}; choose from {', '.join(PART_GROUPS)}")
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     specs: list[PartSpec] = []

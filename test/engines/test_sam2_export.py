@@ -61,10 +61,10 @@ def test_example_inputs_are_deterministic():
 
 
 def test_unknown_parts_rejected(tmp_path):
-    from ov2_ros.engines import ExportError
     from ov2_ros.engines.export import export_model
+    from ov2_ros.errors import ConfigError
 
-    with pytest.raises(ExportError, match="unknown parts \\['lidar'\\]"):
+    with pytest.raises(ConfigError, match="unknown parts \\['lidar'\\]"):
         export_model("tiny-random", tmp_path, parts=("sam2", "lidar"))
     assert not (tmp_path / "manifest.json").exists()
 
