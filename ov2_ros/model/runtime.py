@@ -9,6 +9,7 @@ development environment; ``bench/model_gpu.py`` measures them on a GPU.
 from __future__ import annotations
 
 import gc
+import inspect
 import time
 from dataclasses import dataclass, replace
 
@@ -88,12 +89,20 @@ class VlmRuntime:
         return self.model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)
 
     @torch.inference_mode()
-    def generate(self, window: CodecWindow, inputs: ModelInputs, max_new_tokens: int | None = None,
-                 use_vision_cache: bool = True, stop_at_eos: bool = True) -> Generation:
-        """Greedy decoding with a static KV cache sized prompt + ``max_new_tokens`` for ``inputs`` (prepared from
-        ``window``). ``stop_at_eos=False`` always decodes ``max_new_tokens`` (benchmarks with random weights)."""
-        if inputs.window is not window:
-            raise ModelError("generate: inputs were prepared from a different window")
+    def generate(self, window_or_inputs: CodecWindow | ModelInputs, inputs: ModelInputs | None = None,
+                 max_new_tokens: int | None = None, use_vision_cache: bool = True,
+                 stop_at_eos: bool = True) -> Generation:
+        """Greedy decoding with a static KV cache sized prompt + ``max_new_tokens``.
+
+        Called as ``generate(inputs, ...)`` or, as first published, ``generate(window, inputs, ...)``.
+        ``stop_at_eos=False`` always decodes ``max_new_tokens`` (benchmarks with random weights)."""
+        if isinstance(window_or_inputs, ModelInputs):
+            if inputs is not None:      # generate(inputs, max_new_tokens) given positionally
+                max_new_tokens, inputs = inputs, window_or_inputs  # type: ignore[assignment]
+            else:
+                inputs = window_or_inputs
+        elif inputs is None or inputs.window is not window_or_inputs:
+            raise ModelError("generate(window, inputs): inputs must be prepared from that window")
         max_new = max_new_tokens or self.max_new_tokens
         t0 = time.perf_counter()
         vision = self.vision_tokens(inputs, use_vision_cache)
@@ -135,12 +144,19 @@ class VlmRuntime:
             self._cache.reset()
         return self._cache
 
+    def _generate_for(self, window: CodecWindow, inputs: ModelInputs) -> Generation:
+        # Subclasses (test doubles, the engine backends) override generate in either published form; call theirs
+        # in the form it declares.
+        if "window" in inspect.signature(self.generate).parameters:
+            return self.generate(window, inputs)
+        return self.generate(inputs)
+
     # -- the interface the node and evaluation use ------------------------------------------------------------------
     def answer(self, window: CodecWindow, query: Query) -> Answer:
         """Run ``query`` on ``window``; the parsed answer with latency, window span and stage timings."""
         t0 = time.perf_counter()
         inputs = self.prepare(window, query)
-        gen = self.generate(window, inputs)
+        gen = self._generate_for(window, inputs)
         times = window.frame_times
         parsed = parse_answer(query.task, gen.text, times, window.source_size)
         stats = self.vision_cache.stats

@@ -108,3 +108,16 @@ def test_canvas_digests_are_memoised_and_dropped_with_their_arrays(windows):
     del copies, moved
     gc.collect()
     assert len(cache._digests) == 4
+
+
+def test_generate_accepts_both_published_call_forms(runtime, windows):
+    window = windows[1]
+    inputs = runtime.prepare(window, Query("ask", "?"))
+    a = runtime.generate(inputs, 3, stop_at_eos=False)
+    b = runtime.generate(window, inputs, 3, stop_at_eos=False)
+    assert a.token_ids == b.token_ids and len(a.token_ids) == 3
+    import pytest
+
+    from ov2_ros.model import ModelError
+    with pytest.raises(ModelError, match="prepared from that window"):
+        runtime.generate(windows[2], inputs)
