@@ -82,9 +82,10 @@ class StreamDecoder:
     ``threads``: FRAME threading decodes several pictures at once (output lags by ``thread_count - 1`` AUs), SLICE
     threading splits one picture (no lag, but only helps streams with several slices), "none" decodes on the calling
     thread. The default is FRAME by measurement (``bench/decoder_threads.py``, 1280x720 libx264 zerolatency clip with
-    several slices per picture, 280 AUs, thread_count=2, 2-core machine at load ~9): none 160 fps, slice 160 fps
-    (1.00x), frame 174 fps (1.09x, 1 AU of delay); bare PyAV with FRAME threads 175 fps, so validation, gating and
-    stamp mapping cost under 1%. All three modes give identical MVs and luma.
+    several slices per picture, 280 AUs, thread_count=2, shared 2-core machine at load ~6, medians of 9): none
+    198 fps, slice 196 fps (0.99x), frame 279 fps (1.41x, 1 AU of delay); at load ~9 frame still led (1.09x).
+    Validation, gating and stamp mapping take about 22 us per 720p AU (under 1% of decoding). All modes give
+    identical MVs and luma.
 
     ``fps``: if given, ``time_s = index / fps``; otherwise seconds since the first frame's stamp when that stamp is a
     time (float seconds, ROS Time), else ``index / 30``. Stamps are the source's clock, so they survive dropped or
