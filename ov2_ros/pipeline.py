@@ -12,6 +12,7 @@ Missing pieces (a model runtime or SAM2 that is not installed/built) are not fak
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -406,8 +407,12 @@ class InferenceWorker:
     ``on_error`` and never kill the thread."""
 
     def __init__(self, pipeline: PerceptionPipeline, on_result: Callable[[PerceptionResult], None],
-                 on_error: Callable[[BaseException], None] = lambda exc: None, poll_s: float = 0.1) -> None:
+                 on_error: Callable[[BaseException], None] = lambda exc: None, poll_s: float = 0.1,
+                 nice: int = 0) -> None:
+        """``nice`` > 0 lowers this thread's CPU priority (Linux: per thread), so on a CPU-bound machine the live
+        decode on the caller's thread is served first and inference takes what is left."""
         self._pipeline, self._on_result, self._on_error, self._poll_s = pipeline, on_result, on_error, poll_s
+        self._nice = nice
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.busy = False
@@ -418,16 +423,21 @@ class InferenceWorker:
         self._wake.set()
 
     def _loop(self) -> None:
+        if self._nice > 0 and hasattr(os, "setpriority"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+            except OSError:   # not permitted here: inference simply keeps the normal priority
+                pass
         while not self._stop.is_set():
             self._wake.wait(self._poll_s)
             self._wake.clear()
             if self._stop.is_set():
                 break
+            self.busy = True     # before taking the job, so "not busy and nothing pending" really means idle
             try:
                 job = self._pipeline.next_job()
                 if job is None:
                     continue
-                self.busy = True
                 result = self._pipeline.infer(job)
                 self._on_result(result)
             except Exception as exc:  # noqa: BLE001 - the worker must outlive a bad result/publisher

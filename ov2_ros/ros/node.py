@@ -81,8 +81,8 @@ class Ov2Node(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._video_group = MutuallyExclusiveCallbackGroup()
         self._query_group = MutuallyExclusiveCallbackGroup()
-        self.callback_times: deque[float] = deque(maxlen=4096)   # monotonic time of each image callback
-        self.au_latency_s: deque[float] = deque(maxlen=4096)     # time spent in each image callback
+        # (source stamp ns, callback start, callback end) in time.monotonic() seconds, newest 4096 image callbacks
+        self.au_timing: deque[tuple[int, float, float]] = deque(maxlen=4096)
         self._fps_times: deque[float] = deque(maxlen=90)
         self.results_published = 0
         self.transport_lost = 0     # AUs the middleware reports lost before they reached the callback
@@ -137,7 +137,7 @@ class Ov2Node(Node):
             self._publish_diagnostics()
             return TransitionCallbackReturn.FAILURE
         self._settings = {k: values[k] for k in ("qos_depth", "publish_canvases", "marker_pixel_scale",
-                                                 "hardware_id", "diagnostics_period_s")}
+                                                 "hardware_id", "diagnostics_period_s", "inference_nice")}
         self._pubs = {key: self.create_lifecycle_publisher(msg_type, topic, depth)
                       for key, (msg_type, topic, depth) in OUTPUT_TOPICS.items()
                       if key != "canvases" or self._settings["publish_canvases"]}
@@ -170,7 +170,8 @@ class Ov2Node(Node):
                                      event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost)),
             self.create_subscription(String, "query", self._on_query, 10, callback_group=self._query_group),
         ]
-        self._worker = InferenceWorker(self.pipeline, self._publish_result, self._on_worker_error)
+        self._worker = InferenceWorker(self.pipeline, self._publish_result, self._on_worker_error,
+                                       nice=self._settings["inference_nice"])
         self.get_logger().info("active: listening on image/compressed and query")
         return super().on_activate(state)
 
@@ -221,7 +222,6 @@ class Ov2Node(Node):
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg: CompressedImage) -> None:
         t0 = time.monotonic()
-        self.callback_times.append(t0)
         pipeline = self.pipeline
         if pipeline is None:
             return
@@ -254,7 +254,8 @@ class Ov2Node(Node):
                     convert.canvases_mosaic(pipeline.window.pixels), convert.copy_header(msg.header)))
             if self._worker is not None:
                 self._worker.poke()
-        self.au_latency_s.append(time.monotonic() - t0)
+        stamp = msg.header.stamp
+        self.au_timing.append((stamp.sec * 1_000_000_000 + stamp.nanosec, t0, time.monotonic()))
 
     def _on_lost(self, info) -> None:
         self.transport_lost = int(info.total_count)
@@ -343,7 +344,7 @@ class Ov2Node(Node):
                 message = "waiting for video on image/compressed"
         span = self._fps_times[-1] - self._fps_times[0] if len(self._fps_times) > 1 else 0.0
         values["fps"] = (len(self._fps_times) - 1) / span if span > 0 else 0.0
-        lat = sorted(self.au_latency_s)
+        lat = sorted(end - start for _, start, end in list(self.au_timing))
         values["au_ms_p50"] = 1e3 * lat[len(lat) // 2] if lat else 0.0
         values["au_ms_max"] = 1e3 * lat[-1] if lat else 0.0
         values["results_published"] = self.results_published

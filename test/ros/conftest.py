@@ -104,12 +104,12 @@ def scripted_text(task: str, times: dict[int, float]) -> str:
 
 
 class ScriptedRuntime(VlmRuntime):
-    def generate(self, window, inputs, max_new_tokens=None, use_vision_cache=True):
-        gen = super().generate(window, inputs, 1, use_vision_cache)
-        return replace(gen, text=scripted_text(self._task, window.frame_times))
+    def generate(self, *args, **kwargs):
+        gen = super().generate(*args, **kwargs)
+        return replace(gen, text=scripted_text(self._query.task, self._window.frame_times))
 
     def answer(self, window, query):
-        self._task = query.task
+        self._window, self._query = window, query
         return super().answer(window, query)
 
 
