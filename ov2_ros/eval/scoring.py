@@ -1,9 +1,11 @@
 """Scores one replay (results.json + masks/) against its ground truth (one ``VideoAnnotation``).
 
-Predictions are merged across the replay's overlapping windows the way a live subscriber would see them: event
-starts closer than ``EVENT_DEDUP_S`` count once, grounding spans are unioned, and for per-frame points and masks the
-newest window wins. Besides the model's metrics, a model-free *tokenization* score says how many GT onsets landed on
-frames that gave tokens to some canvas: with tiny random weights that is the only meaningful comparison.
+Predictions are merged across the replay's overlapping windows the way a live subscriber would keep them: the
+newest window that covers a moment decides what happened then. For events and spans, a window replaces whatever
+older windows said about its own time range (predictions outside the range the window saw are dropped); for
+per-frame points and masks, the newest window that mentions a frame wins. Besides the model's metrics, model-free
+*tokenization* figures say how the tokens relate to the GT onsets: with tiny random weights those are the only
+meaningful comparison.
 """
 from __future__ import annotations
 
@@ -16,9 +18,8 @@ import numpy as np
 
 from ov2_ros.eval import metrics as m
 from ov2_ros.eval.annotations import VideoAnnotation
-from ov2_ros.eval.results import MASKS_DIR, ReplayResults
+from ov2_ros.eval.results import MASKS_DIR, ReplayResults, WindowRecord
 
-EVENT_DEDUP_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -35,21 +36,31 @@ class Evaluation:
 
 # ---------------------------------------------------------------- predictions merged across windows
 
-def predicted_events(results: ReplayResults, dedup_s: float = EVENT_DEDUP_S) -> list[float]:
-    """Start times of every answered span, sorted, with near-duplicates from overlapping windows dropped."""
-    starts = sorted(s.start_s for _, a in results.answers() for s in a.spans)
-    kept: list[float] = []
-    for t in starts:
-        if not kept or t - kept[-1] >= dedup_s:
-            kept.append(t)
-    return kept
+def window_range_s(results: ReplayResults, window: WindowRecord) -> tuple[float, float]:
+    """Seconds (annotation time base) from the window's first to its last frame."""
+    last = min(window.end_frame, results.num_frames) - 1
+    return results.frame_time_s(window.start_frame), results.frame_time_s(max(window.start_frame, last))
+
+
+def predicted_events(results: ReplayResults) -> list[float]:
+    """Start times of the answered spans; each window replaces the older windows' events inside its range."""
+    events: list[float] = []
+    for window, answer in results.answers():
+        lo, hi = window_range_s(results, window)
+        events = [t for t in events if not lo <= t <= hi] + [s.start_s for s in answer.spans if lo <= s.start_s <= hi]
+    return sorted(events)
 
 
 def predicted_spans(results: ReplayResults) -> list[tuple[float, float]]:
-    """The union of every window's spans, as disjoint sorted spans."""
-    spans = sorted((min(s.start_s, s.end_s), max(s.start_s, s.end_s)) for _, a in results.answers() for s in a.spans)
+    """Disjoint sorted spans; each window replaces the older windows' spans inside its range (clipped to it)."""
+    spans: list[tuple[float, float]] = []
+    for window, answer in results.answers():
+        lo, hi = window_range_s(results, window)
+        kept = [(s, min(e, lo)) for s, e in spans if s < lo] + [(max(s, hi), e) for s, e in spans if e > hi]
+        new = [(max(lo, min(s.start_s, s.end_s)), min(hi, max(s.start_s, s.end_s))) for s in answer.spans]
+        spans = kept + [(a, b) for a, b in new if a <= b]
     merged: list[list[float]] = []
-    for start, end in spans:
+    for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], end)
         else:

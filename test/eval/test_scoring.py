@@ -15,11 +15,13 @@ from ov2_ros.model.answer import Answer, Point, Span, TrackPoint
 FPS = 10
 
 
-def _results(answers, n=50, groups=None, mode="codec"):
-    """Answers from successive windows over an n-frame, 10 fps stream (stamps 100 ms apart)."""
-    windows = tuple(WindowRecord(seq=i + 1, start_frame=0, end_frame=min(n, 10 * (i + 1)), tokens=180, canvases=4,
+def _results(answers, n=50, groups=None, mode="codec", windows=None):
+    """Answers from successive windows ([start, end) frames, default the whole stream) over an n-frame, 10 fps
+    stream (stamps 100 ms apart)."""
+    windows = windows or [(0, n)] * len(answers)
+    windows = tuple(WindowRecord(seq=i + 1, start_frame=w[0], end_frame=w[1], tokens=180, canvases=4,
                                  answer=answer_record(a), error=None, push_s=0.001, model_s=0.1 * (i + 1),
-                                 segment_s=0.0) for i, a in enumerate(answers))
+                                 segment_s=0.0) for i, (a, w) in enumerate(zip(answers, windows, strict=True)))
     groups = groups or (GroupRecord(0, 0, n, {0: 45.0, 12: 10.0, 30: 5.0}),)
     return ReplayResults(name="v", bag="/nowhere", topic="/t", query="q", model="tiny-random", mode=mode,
                          canvases=8, source_kind="h264", frame_stamps_ns=tuple(i * 100_000_000 for i in range(n)),
@@ -30,14 +32,22 @@ def _spans(*pairs):
     return Answer(task="ground", text="", spans=tuple(Span(a, b) for a, b in pairs))
 
 
-def test_events_merge_across_windows():
-    r = _results([_spans((1.0, 1.5), (2.0, 2.4)), _spans((1.05, 1.6), (3.0, 3.5)), Answer(task="ground", text="")])
-    assert predicted_events(r) == [1.0, 2.0, 3.0]          # 1.05 repeats 1.0 (< 0.1 s apart)
-    assert predicted_spans(r) == [(1.0, 1.6), (2.0, 2.4), (3.0, 3.5)]
+def test_newer_windows_replace_older_predictions_in_their_range():
+    # window 1 sees 0-2.4 s, window 2 sees 2.0-4.9 s and says something else about 2.0-2.4 s
+    r = _results([_spans((1.0, 1.5), (2.1, 2.4)), _spans((2.05, 2.6), (3.0, 3.5), (6.0, 7.0))],
+                 windows=[(0, 25), (20, 50)])
+    assert predicted_events(r) == [1.0, 2.05, 3.0]         # 2.1 replaced; 6.0 is outside what window 2 saw
+    assert predicted_spans(r) == [(1.0, 1.5), (2.05, 2.6), (3.0, 3.5)]
+    # an older span reaching into a newer window keeps its part before the newer window's range, and merges
+    r = _results([_spans((1.0, 2.0)), _spans((1.5, 3.0))], windows=[(0, 20), (15, 50)])
+    assert predicted_spans(r) == [(1.0, 3.0)]
+    # the same event repeated by overlapping windows counts once
+    r = _results([_spans((1.0, 1.2)), _spans((1.02, 1.2))], windows=[(0, 20), (5, 30)])
+    assert predicted_events(r) == [1.02]
 
 
 def test_jump_task_scores():
-    r = _results([_spans((1.0, 1.5)), _spans((2.25, 2.5), (4.0, 4.2))])
+    r = _results([_spans((1.0, 1.5)), _spans((2.25, 2.5), (4.0, 4.2))], windows=[(0, 20), (20, 50)])
     gt = VideoAnnotation("v", "jump", "q", events_s=(1.05, 2.0))
     e = evaluate(r, gt)
     # 0.1/0.2 s: only 1.0 hits (AP 1/2); 0.3 s: 2.25 hits at rank 2 (AP 1/2 + 1/2)
@@ -49,7 +59,7 @@ def test_jump_task_scores():
 
 
 def test_ground_task_scores():
-    r = _results([_spans((1.0, 2.0)), _spans((1.5, 3.0))])
+    r = _results([_spans((1.0, 2.0)), _spans((1.5, 3.0))], windows=[(0, 20), (15, 50)])
     e = evaluate(r, VideoAnnotation("v", "ground", "q", spans_s=((1.0, 3.0), (4.0, 4.5))))
     assert e.metrics["miou"] == pytest.approx(0.5)          # (1.0, 3.0) matched exactly, (4.0, 4.5) missed
     assert (e.metrics["r@0.3"], e.metrics["r@0.7"]) == (0.5, 0.5)
