@@ -1,10 +1,11 @@
 """StreamDecoder threading: FRAME vs SLICE vs no threads, decode speed and output delay on a 1280x720 clip.
 
 Run: ``.venv/bin/python bench/decoder_threads.py [--repeats N] [--size WxH]``. Prints a table and writes
-``bench/results/decoder_threads.json``. The baseline is ``threads="none"`` (one thread), measured in the same run;
-the modes alternate within each repeat so a change in machine load hits all of them. Each repeat decodes every AU of
-the cached moving-scene clip (``common.moving_scene_clip``: libx264 zerolatency, several slices per picture) with a
-fresh decoder, MVs and luma views included, AUs read into memory first.
+``bench/results/decoder_threads.json`` (``decoder_threads_WxH.json`` for other sizes). The baseline is
+``threads="none"`` (one thread), measured in the same run; the modes alternate within each repeat so a change in
+machine load hits all of them. Each repeat decodes every AU of the cached moving-scene clip
+(``common.moving_scene_clip``: libx264 zerolatency, several slices per picture) with a fresh decoder, MVs and luma
+views included, AUs read into memory first.
 
 A last row times bare PyAV with FRAME threads (no validation, gating or stamp mapping): the wrapper's floor.
 Output delay: for each AU, how many more AUs had to be fed before its frame came out (flush counts as the end).
@@ -117,7 +118,8 @@ def main() -> int:
     results["pyav_floor_frame"] = {"fps_median": floor_fps, "ratio_vs_none": common.ratio(floor_fps, base_fps),
                                    "decode": common.summary_ms(floor)}
     print(table)
-    out = common.write_results("decoder_threads", {
+    name = "decoder_threads" if args.size == "1280x720" else f"decoder_threads_{args.size}"
+    out = common.write_results(name, {
         "clip": {"path": str(path.name), "width": width, "height": height, "aus": len(aus)},
         "thread_count": args.thread_count, "repeats": args.repeats, "modes": results,
         "load_average_before": load_before, "load_average_after": common.load_average()})
