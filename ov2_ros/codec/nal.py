@@ -134,6 +134,12 @@ def first_mb_in_slice(nal: bytes) -> int:
     return BitReader(remove_emulation_prevention(nal[1:1 + _PEEK_BYTES]), "slice header").ue()
 
 
+def is_entry_point(nals, codec: Codec) -> bool:
+    """Whether NAL payloads include a picture a decoder can start at: an IDR (H.264) or any IRAP (HEVC)."""
+    entry = ENTRY_TYPES[codec]
+    return any(nal_type(n, codec) in entry for n in nals if n)
+
+
 def is_vcl(kind: int, codec: Codec) -> bool:
     """Whether a nal_unit_type carries slice data."""
     return kind in H264_VCL if codec == "h264" else kind < 32
@@ -444,9 +450,8 @@ class EntryGate:
         """Return the bytes to decode for this AU (maybe with cached headers in front), or None to skip it.
 
         Raises ``BitstreamError`` for an unreadable parameter set (nothing of it is cached then)."""
-        kinds = {nal_type(n, self.codec) for n in nals}
         in_band = self._remember(nals)
-        if not kinds & ENTRY_TYPES[self.codec]:
+        if not is_entry_point(nals, self.codec):
             if self.open:
                 return au
             self.skipped += 1

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ov2_ros.codec.errors import BitstreamError, UnsupportedFormatError
 from ov2_ros.codec.nal import (
-    H264_IDR, H264_PPS, H264_SPS, AnnexBParser, BitReader, EntryGate, count_pictures, first_mb_in_slice,
+    H264_IDR, H264_PPS, H264_SPS, AnnexBParser, BitReader, EntryGate, count_pictures, first_mb_in_slice, is_entry_point,
     join_nal_units, nal_type_h264, nal_type_hevc, parse_hevc_sps_resolution, parse_sps_resolution,
     remove_emulation_prevention, split_access_units, split_nal_units, validate_access_unit,
 )
@@ -92,6 +92,9 @@ def test_nal_types_of_h264_and_hevc_access_units(small_clip, hevc_aus):
     idr = [nal_type_h264(n) for n in split_nal_units(small_clip.aus[0])]
     assert idr[:2] == [H264_SPS, H264_PPS] and H264_IDR in idr and set(idr) <= {5, 6, 7, 8}
     assert {nal_type_h264(n) for n in split_nal_units(small_clip.aus[1])} == {1}
+    assert is_entry_point(split_nal_units(small_clip.aus[0]), "h264")
+    assert not is_entry_point(split_nal_units(small_clip.aus[1]), "h264")
+    assert [i for i, au in enumerate(hevc_aus) if is_entry_point(split_nal_units(au), "hevc")] == [0, 10, 20]
     irap = [nal_type_hevc(n) for n in split_nal_units(hevc_aus[0])]
     assert irap[:3] == [32, 33, 34] and irap[-1] in range(16, 24)
     assert all(nal_type_hevc(n) < 16 for n in split_nal_units(hevc_aus[1]))
