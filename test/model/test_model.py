@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ov2_ros.model import LlavaOnevision2Config, LlavaOnevision2ForConditionalGeneration, load_model, load_tokenizer
+from ov2_ros.model import LlavaOnevision2Config, load_model, load_tokenizer
 from ov2_ros.model.loading import build_tiny_random, expected_shapes, models_dir, read_config
 from ov2_ros.model.processor import prepare_inputs, vision_inputs
 
@@ -113,3 +113,17 @@ def test_rope_positions_change_the_output(windows):
             pos = v.patch_positions.clone()
             pos[:, axis] += 3
             assert (model.model.get_video_features(v.pixel_values_videos, v.video_grid_thw, pos) - base).abs().max() > 0
+
+
+def test_contract_classes_and_forward_signature():
+    import inspect
+
+    from transformers import AutoConfig, PreTrainedModel
+
+    from ov2_ros.model import LlavaOnevision2ForConditionalGeneration
+
+    assert issubclass(LlavaOnevision2ForConditionalGeneration, PreTrainedModel)
+    params = inspect.signature(LlavaOnevision2ForConditionalGeneration.forward).parameters
+    for name in ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw", "patch_positions"):
+        assert name in params
+    assert type(AutoConfig.from_pretrained(RELEASED)) is LlavaOnevision2Config
