@@ -18,7 +18,9 @@ HELP = "score replay results against annotations.json (JumpScore, grounding, tra
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", type=Path, nargs="?", help="a replay folder or its results.json")
+    parser.add_argument("results", type=Path, nargs="*",
+                        help="replay folders (or their results.json); several give per-video scores and the mean "
+                             "(JumpScore mAP = the mean of the videos' JumpScores)")
     parser.add_argument("--gt", type=Path, required=True, help="annotations.json (see docs/annotations.md)")
     parser.add_argument("--compare", nargs=2, metavar=("MODE_A", "MODE_B"), choices=("codec", "uniform", "hybrid"),
                         help="replay --bag in both modes at the same --canvases budget and report A - B")
@@ -51,33 +53,51 @@ def run(args: argparse.Namespace) -> int:
 
     annotations = load_annotations(args.gt)
     if args.compare:
-        if args.bag is None or args.results is not None:
+        if args.bag is None or args.results:
             raise EvalError("--compare replays a bag: give --bag BAG and no RESULTS")
         return _compare(args, annotations)
-    if args.results is None:
-        raise EvalError("give RESULTS (a replay folder) or --compare MODE_A MODE_B --bag BAG")
+    if not args.results:
+        raise EvalError("give RESULTS (replay folders) or --compare MODE_A MODE_B --bag BAG")
+    if len(args.results) > 1 and args.out is not None:
+        raise EvalError("--out names one report folder; with several RESULTS each report goes into its replay folder")
     return _evaluate(args, annotations)
 
 
 def _evaluate(args: argparse.Namespace, annotations) -> int:
+    from ov2_ros.eval.scoring import aggregate, json_metrics
+
+    evaluations, reports = [], []
+    for path in args.results:
+        evaluation, report = _evaluate_one(path, annotations, args.out)
+        evaluations.append(evaluation)
+        reports.append(report)
+    columns = {f"{e.name} [{e.mode}]": e.metrics for e in evaluations}
+    if len(evaluations) > 1:
+        columns["mean"] = aggregate(evaluations)
+    if args.json:
+        print(json.dumps({k: json_metrics(v) for k, v in columns.items()}, allow_nan=False))
+    else:
+        print(format_table(columns))
+        print("\n".join(f"report: {r}" for r in reports))
+    return 0
+
+
+def _evaluate_one(path: Path, annotations, out: Path | None):
+    """Score one replay folder; write its report.html, PNGs and metrics.json. Returns (Evaluation, report path)."""
     from ov2_ros.eval.report import ReportEntry, write_report
     from ov2_ros.eval.results import load_results
     from ov2_ros.eval.scoring import evaluate, json_metrics
 
-    results = load_results(args.results)
-    replay_dir = args.results if args.results.is_dir() else args.results.parent
+    results = load_results(path)
+    replay_dir = path if path.is_dir() else path.parent
     gt = annotations.for_name(results.name)
     evaluation = evaluate(results, gt, replay_dir)
-    out = args.out or replay_dir / "report"
+    out = out or replay_dir / "report"
     report = write_report([ReportEntry(results, replay_dir, evaluation)], gt, out)
-    metrics = json_metrics(evaluation.metrics)
     (out / "metrics.json").write_text(json.dumps({"name": results.name, "mode": results.mode, "task": gt.task,
-                                                  "metrics": metrics}, indent=1, allow_nan=False))
-    if args.json:
-        print(json.dumps(metrics, allow_nan=False))
-    else:
-        print(format_table({results.mode: evaluation.metrics}))
-        print(f"report: {report}")
+                                                  "metrics": json_metrics(evaluation.metrics)}, indent=1,
+                                                 allow_nan=False))
+    return evaluation, report
     return 0
 
 

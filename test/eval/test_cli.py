@@ -51,11 +51,21 @@ def test_compare_codec_uniform_at_equal_budget(small_clip, stamps, tmp_path, cap
     assert (compare_dir / "uniform" / "results_bag" / "metadata.yaml").is_file()
 
 
-def test_replay_cli_writes_outputs(small_clip, stamps, tmp_path, capsys):
+def test_replay_then_eval_several_videos(codec_replay, small_clip, stamps, tmp_path, capsys):
     bag = write_image_bag(tmp_path / "b", stamps(20), small_clip.aus[:20], storage="sqlite3")
     assert main(["replay", str(bag), "--query", "ask: what moves?", "--mode", "uniform", *SMALL]) == 0
     assert "b [uniform]: 20 frames" in capsys.readouterr().out
     assert (tmp_path / "b_replay_uniform" / "results.json").is_file()
+    name = codec_replay[0].name
+    gt = tmp_path / "two.json"          # nothing happens in either: predicting nothing scores 1, anything else 0
+    gt.write_text(json.dumps({"version": 1, "videos": [{"name": n, "task": "jump", "query": "when: a jump",
+                                                        "events_s": []} for n in (name, "b")]}))
+    assert main(["eval", str(codec_replay[1]), str(tmp_path / "b_replay_uniform"), "--gt", str(gt), "--json"]) == 0
+    columns = json.loads(capsys.readouterr().out)
+    assert set(columns) == {f"{name} [codec]", "b [uniform]", "mean"}
+    scores = [columns[c]["jumpscore"] for c in (f"{name} [codec]", "b [uniform]")]
+    assert all(s in (0.0, 1.0) for s in scores) and columns["mean"]["jumpscore"] == sum(scores) / 2
+    assert (tmp_path / "b_replay_uniform" / "report" / "report.html").is_file()
 
 
 # ---------------------------------------------------------------- errors: one line, exit code 2
@@ -92,6 +102,7 @@ def test_bad_annotations(codec_replay, tmp_path, capsys):
 @pytest.mark.parametrize("argv, fragment", [
     (["eval", "--gt", "{gt}"], "give RESULTS"),
     (["eval", "{replay}", "--compare", "codec", "uniform", "--gt", "{gt}"], "give --bag BAG and no RESULTS"),
+    (["eval", "{replay}", "{replay}", "--gt", "{gt}", "--out", "{tmp}"], "with several RESULTS"),
     (["eval", "{tmp}", "--gt", "{gt}"], "results.json"),
     (["replay", "{tmp}", "--query", "q", "--canvases", "6"], "multiple of 4"),
 ])
