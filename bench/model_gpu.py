@@ -95,10 +95,26 @@ def peak_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def make_windows(groups: int, canvases_per_group: int, tiny: bool) -> tuple[CodecWindow, CodecWindow]:
-    """Two windows of ``groups`` groups, the second slid by one group (uniform whole-frame canvases: 280x504 from
-    960x540 frames, or 112x168 from 160x120 in tiny mode)."""
+def make_windows(groups: int, canvases_per_group: int, tiny: bool,
+                 codec: bool = False) -> tuple[CodecWindow, CodecWindow]:
+    """Two windows of ``groups`` groups, the second slid by one group, from the moving-scene clip (960x540, or
+    160x120 in tiny mode). ``codec``: the streaming codec tokenizer's windows over the H.264 clip (canvases of
+    selected blocks, many same-frame runs); otherwise uniform whole-frame canvases (one run per canvas)."""
     w, h = (160, 120) if tiny else (960, 540)
+    if codec:
+        from ov2_ros.codec.synth import encode_frames
+        from ov2_ros.codec.tokenizer import CodecTokenizer
+        from ov2_ros.codec.types import TokenizerConfig
+
+        tok = CodecTokenizer(TokenizerConfig(canvases_per_group=canvases_per_group,
+                                             window_canvases=groups * canvases_per_group), fps=30.0)
+        windows = []
+        for au in encode_frames(moving_scene_frames(w, h, num_frames=280)):
+            if tok.push(au) and len(tok.window().groups) == groups:
+                windows.append(tok.window())
+        if len(windows) < 2:
+            raise SystemExit(f"the clip closed too few groups for two {groups}-group windows")
+        return windows[-2], windows[-1]
     n = (groups + 1) * canvases_per_group
     frames = list(moving_scene_frames(w, h, num_frames=n))
     full = window_from_frames(frames, list(range(n)), fps=30.0, canvases_per_group=canvases_per_group)
@@ -185,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="tiny-random sizes (CPU smoke mode)")
     ap.add_argument("--release-code", type=Path, help="dir containing the released llavaonevision2/ package")
     ap.add_argument("--groups", type=int, default=8, help="groups per window (4 canvases each)")
+    ap.add_argument("--window", choices=("uniform", "codec"), default="uniform",
+                    help="uniform whole-frame canvases (~5,900-token prompt) or real codec-tokenizer windows")
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--attn", default=None, help="attention for both sides (default: sdpa on CUDA, eager on CPU)")
@@ -213,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     model = build_model(config, device, dtype, attn)
     runtime = VlmRuntime(model, tokenizer, args.new_tokens, compile_decode=args.compile)
-    window, slid = make_windows(args.groups, 4, args.tiny)
+    window, slid = make_windows(args.groups, 4, args.tiny, args.window == "codec")
     query = Query("ask", "Describe what happens in the video.")
     inputs, slid_inputs = runtime.prepare(window, query), runtime.prepare(slid, query)
     n_patches = int(inputs.vision.pixel_values_videos.shape[0])
@@ -223,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         return runtime.generate(i.window, i, args.new_tokens, use_vision_cache=cache, stop_at_eos=False)
 
     results: dict = {"mode": "cpu-smoke" if args.tiny else "8b-random", "device": str(device), "dtype": str(dtype),
-                     "torch_threads": torch.get_num_threads(),
+                     "torch_threads": torch.get_num_threads(), "window": args.window,
                      "attn": attn, "compile_decode": args.compile, "canvases": len(window.canvases),
                      "patches": n_patches, "prompt_tokens": n_prompt, "new_tokens": args.new_tokens}
     # CPU preprocessing both sides share (prompt + full-window patchify); the cached path patchifies new groups only
