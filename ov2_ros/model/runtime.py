@@ -182,7 +182,8 @@ def load_runtime(model: str = TINY, device: str = "cpu", dtype: torch.dtype | No
                  compile_decode: bool = False, vision_cache_windows: int = 16) -> VlmRuntime:
     """A ready runtime. ``attn_implementation`` defaults to eager on CPU (the reference) and SDPA on CUDA."""
     if backend != "torch":
-        raise ModelError(f"backend {backend!r} is not provided by ov2_ros.model.load_runtime (torch only)")
+        raise ModelError(f"ov2_ros.model.load_runtime runs the torch backend only, not {backend!r}; exported "
+                         "onnxruntime/tensorrt parts load with ov2_ros.engines.runtime.select_backend")
     attn = attn_implementation or ("sdpa" if torch.device(device).type == "cuda" else "eager")
     net = load_model(model, device=device, dtype=dtype, attn_implementation=attn)
     return VlmRuntime(net, load_tokenizer(model), max_new_tokens, vision_cache_windows, compile_decode)

@@ -121,3 +121,23 @@ def test_generate_accepts_both_published_call_forms(runtime, windows):
     from ov2_ros.model import ModelError
     with pytest.raises(ModelError, match="prepared from that window"):
         runtime.generate(windows[2], inputs)
+
+
+def test_other_backends_point_to_the_engine_loader():
+    import pytest
+
+    from ov2_ros.model import ModelError, load_runtime
+    with pytest.raises(ModelError, match="select_backend"):
+        load_runtime("tiny-random", backend="onnxruntime")
+
+
+def test_uniform_frames_answer_end_to_end(runtime):
+    from ov2_ros.codec.synth import event_frames
+    from ov2_ros.model import window_from_frames
+
+    frames = [f for f, _ in event_frames(160, 120)]
+    picks = list(range(0, 120, 15))
+    window = window_from_frames([frames[i] for i in picks], picks, fps=30.0)
+    answer = runtime.answer(window, Query("ground", "the square moves"))
+    assert answer.task == "ground" and answer.window_frames == (0, 106)
+    assert answer.extra["prompt_tokens"] > window.num_tokens
