@@ -11,9 +11,11 @@ Selection, per group of frames ``f = 0 .. F-1`` with block scores ``S_f`` (block
    blocks scoring at least ``MIN_BLOCK_SCORE`` carry mass here; weaker blocks join the part of the strong blocks
    before them (same stretch of frames).
 4. Each P-canvas takes its part's strong blocks, best ``A`` first, then fills what room is left with the part's weak
-   blocks (context around the change, in the same frames), up to its capacity (``block_rows * block_cols``). The
-   rest is padding. A group without any strong block is split by all its mass instead; a frozen picture (no
-   positive score at all) gets all-padding P-canvases.
+   blocks (context around the change, in the same frames), then with zero-score blocks of the part's frames,
+   busiest frame first (the rest of the scene where the change happens), up to its capacity
+   (``block_rows * block_cols``). Canvases are full unless the part's frames run out of blocks. A group without any
+   strong block is split by all its mass instead; a frozen picture (no positive score at all) gets all-padding
+   P-canvases: there is nothing to show that the I-canvas does not.
 
 Why the floor: on the synthetic clips x264's quality ramp after an IDR or a cut (picture unchanged, reconstruction
 sharpening) scores 0.05-0.7 per block and the moving object 2-8; splitting by all mass would give the ramp frames
@@ -78,21 +80,22 @@ def select_blocks(frames: np.ndarray, blocks: np.ndarray, n_canvases: int, capac
     strong = (np.take_along_axis(blocks.reshape(len(blocks), -1), order, axis=1) >= min_score).reshape(-1)
     frame_pos = np.repeat(np.arange(len(frames)), att.shape[1])
     block_id = order.reshape(-1)
-    keep = mass > 0
-    mass, strong, frame_pos, block_id = mass[keep], strong[keep], frame_pos[keep], block_id[keep]
-    weight = np.where(strong, mass, 0.0) if strong.any() else mass
+    positive = mass > 0
+    weight = np.where(strong, mass, 0.0) if strong.any() else np.where(positive, mass, 0.0)
     total = float(weight.sum())
     if total <= 0:
         return empty
     midpoint = np.cumsum(weight, dtype=np.float64) - weight / 2
     part = np.minimum((midpoint * n_canvases / total).astype(np.int64), n_canvases - 1)
-    carriers = weight > 0                      # a weak block joins the part of the last strong block before it
+    carriers = weight > 0                      # every other block joins the part of the last carrier before it
     last = np.maximum.accumulate(np.where(carriers, np.arange(len(part)), -1))
     part = np.where(last >= 0, part[np.maximum(last, 0)], part)
+    frame_mass = att.sum(axis=1)[frame_pos]    # fillers come from the busiest frames of the part first
     out = []
     for k in range(n_canvases):
         idx = np.flatnonzero(part == k)
-        idx = idx[np.lexsort((-mass[idx], ~strong[idx]))[:capacity]]     # strong first, then by A
+        # strong blocks, then weak ones, best A first; then zero-score context from the busiest frames
+        idx = idx[np.lexsort((-frame_mass[idx], -mass[idx], ~positive[idx], ~strong[idx]))[:capacity]]
         r, c = np.divmod(block_id[idx], block_cols)
         sel = np.stack([np.asarray(frames)[frame_pos[idx]], r, c], axis=1).astype(np.int32)
         out.append(sel[np.lexsort((sel[:, 2], sel[:, 1], sel[:, 0]))])

@@ -145,6 +145,8 @@ def test_select_blocks_splits_mass_into_canvases():
     # weak blocks fill the room left in the canvas of the strong block before them, best A first (frame 12's 0.3
     # beats frame 11's second block, 0.1 / 1.5); frame 13 has nothing
     assert [c.tolist() for c in chosen] == [[[10, 0, 0], [10, 0, 1]], [[11, 0, 2], [12, 0, 0]]]
+    # with more room, zero-score blocks of the part's busiest frame fill it (frame 11 before 12 and 13)
     roomy = select_blocks(np.array([10, 11, 12, 13]), blocks, n_canvases=2, capacity=4, block_cols=4)
-    assert [c.tolist() for c in roomy] == [[[10, 0, 0], [10, 0, 1]], [[11, 0, 2], [11, 0, 3], [12, 0, 0]]]
+    assert [c.tolist() for c in roomy] == [[[10, 0, 0], [10, 0, 1], [10, 0, 2], [10, 0, 3]],
+                                           [[11, 0, 0], [11, 0, 2], [11, 0, 3], [12, 0, 0]]]
     assert all(len(c) == 0 for c in select_blocks(np.array([1]), np.zeros((1, 1, 4)), 3, 4, 4))   # frozen picture

@@ -253,18 +253,20 @@ def clip_file(tmp_path_factory, clip_factory):
     return path
 
 
-def test_tokenize_file_budget_codec_beats_uniform_on_events(clip_file, clip):
+@pytest.mark.parametrize("budget", [12, 32])
+def test_tokenize_file_budget_codec_beats_uniform_on_events(clip_file, clip, budget):
     def event_patches(result):
         t = result.patch_positions[:, 0]
         return sum(int(((t >= a) & (t < b)).sum()) for a, b in clip.events)
 
-    res = {m: tokenize_file(clip_file, replace(CONFIG, mode=m), canvases=12) for m in ("codec", "uniform")}
+    res = {m: tokenize_file(clip_file, replace(CONFIG, mode=m), canvases=budget) for m in ("codec", "uniform")}
     for r in res.values():
-        assert len(r.canvases) == 12 and r.tokens == 12 * 396 // 4 and len(r.groups) == 3
+        assert len(r.canvases) == budget and r.tokens == budget * 396 // 4 and len(r.groups) == budget // 4
         assert r.frames_total == clip.num_frames and len(r.frame_bits) == clip.num_frames
         assert set(r.timings) == {"decode_s", "tokenize_s", "total_s"} and r.timings["total_s"] > 0
-    assert event_patches(res["codec"]) > event_patches(res["uniform"])
-    assert res["uniform"].selected_frames == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110]
+    assert event_patches(res["codec"]) > 1.1 * event_patches(res["uniform"])
+    if budget == 12:
+        assert res["uniform"].selected_frames == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110]
 
 
 def test_tokenize_file_bad_input(clip_file, tmp_path):
