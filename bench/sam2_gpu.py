@@ -81,9 +81,11 @@ def bench_parts(sam2, repeats: int, out_dir: Path) -> dict:
         spec = export_part(name, module, inputs, outputs, out_dir, tolerance=1e-2)
         session = ort_session(out_dir / spec.file, threads=torch.get_num_threads())
         feed = {k: v.numpy() for k, v in inputs.items()}
+        torch_s, ort_s = [], []
         with torch.inference_mode():
-            torch_s = time_calls(lambda: module(*inputs.values()), repeats)
-        ort_s = time_calls(lambda: session.run(None, feed), repeats)
+            for _ in range(repeats):      # alternate, so load drift on a shared machine hits both alike
+                torch_s += time_calls(lambda: module(*inputs.values()), 1, warmup=0 if torch_s else 1)
+                ort_s += time_calls(lambda: session.run(None, feed), 1, warmup=0 if ort_s else 1)
         results[name] = {"torch_cpu": summary_ms(torch_s), "ort_cpu": summary_ms(ort_s),
                          "ort_over_torch": ratio(np.median(ort_s), np.median(torch_s)),
                          "max_abs_diff": spec.max_abs_diff}
