@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_STRIP = 8      # canvases in the strip: the first two groups' worth at the default 4 per group
+MAX_STRIP = 8      # canvases in the strip: the two busiest groups' worth at the default 4 per group
 
 
 def plot_tokenization(result, path: str | Path, title: str = "") -> Path:
@@ -76,12 +76,13 @@ def plot_tokenization(result, path: str | Path, title: str = "") -> Path:
 
 
 def _busiest(groups, max_canvases: int) -> list:
-    """The groups with the most selected (non-padding) patches that fit the strip, in time order."""
-    def real(g):
-        return sum(int((c.positions[:, 0] >= 0).sum()) for c in g.canvases)
+    """The groups with the highest billed bits per frame (the busiest stretches) that fit the strip, in time order."""
+    def rate(g):
+        billed = g.frame_billed if g.frame_billed is not None else g.frame_bits
+        return float(np.mean(billed)) if len(billed) else 0.0
 
     chosen, used = [], 0
-    for g in sorted(groups, key=real, reverse=True):
+    for g in sorted(groups, key=rate, reverse=True):
         if used + len(g.canvases) <= max_canvases:
             chosen.append(g)
             used += len(g.canvases)

@@ -13,7 +13,8 @@ Selection, per group of frames ``f = 0 .. F-1`` with block scores ``S_f`` (block
 4. Each P-canvas takes its part's strong blocks, best ``A`` first, then fills what room is left with the part's weak
    blocks (context around the change, in the same frames), then with zero-score blocks of the part's frames,
    busiest frame first (the rest of the scene where the change happens), up to its capacity
-   (``block_rows * block_cols``). Canvases are full unless the part's frames run out of blocks. A group without any
+   (``block_rows * block_cols``). A canvas whose part is thin (one heavy frame's tail) takes what the nearest parts
+   left over, so canvases are full unless the group runs out of blocks. A group without any
    strong block is split by all its mass instead; a frozen picture (no positive score at all) gets all-padding
    P-canvases: there is nothing to show that the I-canvas does not.
 
@@ -91,11 +92,27 @@ def select_blocks(frames: np.ndarray, blocks: np.ndarray, n_canvases: int, capac
     last = np.maximum.accumulate(np.where(carriers, np.arange(len(part)), -1))
     part = np.where(last >= 0, part[np.maximum(last, 0)], part)
     frame_mass = att.sum(axis=1)[frame_pos]    # fillers come from the busiest frames of the part first
-    out = []
+    # preference within a part: strong blocks, then weak ones, best A first; then zero-score context from the
+    # busiest frames. One global rank, so each canvas' choice is a prefix of its candidates in this order.
+    rank = np.empty(len(part), np.int64)
+    rank[np.lexsort((-frame_mass, -mass, ~positive, ~strong))] = np.arange(len(part))
+    taken = np.zeros(len(part), bool)
+    chosen: list[np.ndarray] = []
     for k in range(n_canvases):
         idx = np.flatnonzero(part == k)
-        # strong blocks, then weak ones, best A first; then zero-score context from the busiest frames
-        idx = idx[np.lexsort((-frame_mass[idx], -mass[idx], ~positive[idx], ~strong[idx]))[:capacity]]
+        idx = idx[np.argsort(rank[idx])[:capacity]]
+        taken[idx] = True
+        chosen.append(idx)
+    for k in range(n_canvases):                # room left (a thin part): the nearest parts' leftovers, in order
+        room = capacity - len(chosen[k])
+        if room <= 0:
+            continue
+        spare = np.flatnonzero(~taken)
+        spare = spare[np.lexsort((rank[spare], np.abs(part[spare] - k)))[:room]]
+        taken[spare] = True
+        chosen[k] = np.concatenate([chosen[k], spare])
+    out = []
+    for idx in chosen:
         r, c = np.divmod(block_id[idx], block_cols)
         sel = np.stack([np.asarray(frames)[frame_pos[idx]], r, c], axis=1).astype(np.int32)
         out.append(sel[np.lexsort((sel[:, 2], sel[:, 1], sel[:, 0]))])

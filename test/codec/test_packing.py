@@ -150,3 +150,12 @@ def test_select_blocks_splits_mass_into_canvases():
     assert [c.tolist() for c in roomy] == [[[10, 0, 0], [10, 0, 1], [10, 0, 2], [10, 0, 3]],
                                            [[11, 0, 0], [11, 0, 2], [11, 0, 3], [12, 0, 0]]]
     assert all(len(c) == 0 for c in select_blocks(np.array([1]), np.zeros((1, 1, 4)), 3, 4, 4))   # frozen picture
+
+
+def test_thin_parts_take_the_neighbours_leftovers():
+    from ov2_ros.codec.selection import select_blocks
+
+    blocks = np.zeros((2, 1, 4), np.float32)
+    blocks[0, 0, 0] = 5.0                     # all the mass in one block: its midpoint falls in the second part
+    chosen = select_blocks(np.array([7, 8]), blocks, n_canvases=2, capacity=2, block_cols=4)
+    assert [c.tolist() for c in chosen] == [[[7, 0, 2], [7, 0, 3]], [[7, 0, 0], [7, 0, 1]]]
