@@ -50,6 +50,27 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[flo
     return samples
 
 
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """(fn(), wall seconds, CPU seconds of this process, all threads). On a shared machine the CPU time is the
+    steadier measure of work done: waiting for a core counts in the wall time only."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, time.perf_counter() - w0, time.process_time() - c0
+
+
+def run_command_timed(cmd: Sequence[str]) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run a command to completion: (its CompletedProcess with text output, wall seconds, CPU seconds of it and of
+    the children it waited for)."""
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    w0 = time.perf_counter()
+    done = subprocess.run(list(cmd), capture_output=True, text=True)
+    wall = time.perf_counter() - w0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return done, wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
 def median_ms(samples_s: Iterable[float]) -> float:
     """Median of wall-time samples given in seconds, in milliseconds."""
     return 1e3 * float(statistics.median(list(samples_s)))
