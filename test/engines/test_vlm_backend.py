@@ -104,7 +104,7 @@ def test_vision_part_rejects_another_canvas_size(backends, windows):
         ort.model.get_video_features(v.pixel_values_videos, torch.tensor([[t, h + 2, w]]), v.patch_positions)
 
 
-def test_backend_selection_errors(vlm_export, tmp_path):
+def test_backend_selection_errors(vlm_export, sam2_export):
     out, _ = vlm_export
     with pytest.raises(ConfigError, match="backend must be one of torch, onnxruntime, tensorrt"):
         select_backend("openvino")
@@ -112,9 +112,7 @@ def test_backend_selection_errors(vlm_export, tmp_path):
         select_backend("onnxruntime")
     with pytest.raises(ConfigError, match="exported from 'tiny-random'"):
         select_backend("onnxruntime", model="/some/other/checkpoint", export_dir=out)
-    from ov2_ros.engines.export import export_model
-
-    sam2_only = export_model("tiny-random", tmp_path, parts=("sam2",))
+    _, sam2_only = sam2_export
     with pytest.raises(EngineError, match="lacks VLM parts"):
         EngineVlmRuntime(sam2_only, runner=None, tokenizer=None)
 
