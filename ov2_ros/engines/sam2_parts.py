@@ -73,3 +73,17 @@ class OrtSam2ImageEncoder:
     def __call__(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         outs = self.session.run(None, {"pixel_values": pixel_values.float().cpu().numpy()})
         return [torch.from_numpy(o) for o in outs]
+
+
+class TrtSam2ImageEncoder:
+    """The ``sam2_image_encoder`` TensorRT engine (``ov2-ros build-engines``) for ``MaskTracker(image_encoder=...)``
+    on CUDA; outputs stay on the GPU. Runs only where TensorRT imports (not in this project's CI)."""
+
+    def __init__(self, engine_path):
+        from ov2_ros.engines.tensorrt_backend import TrtPart
+
+        self.part = TrtPart(engine_path)
+
+    def __call__(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        outs = self.part(pixel_values=pixel_values.float().cuda())
+        return [outs[name] for name in self.part.outputs]
