@@ -80,6 +80,9 @@ def test_groups_cover_the_stream_and_have_four_canvases(clip, run):
         i_canvas = g.canvases[0]
         assert (i_canvas.positions[:, 0] == g.start_frame).all()     # the anchor, whole
         assert set(g.frame_times) >= {g.start_frame} | {int(t) for c in g.canvases for t in c.frames}
+        assert set(g.frame_stamps) == set(g.frame_times)
+        for t, stamp in g.frame_stamps.items():              # each frame keeps the stamp of its own AU
+            assert stamp == float(len(clip.aus[t])) and g.frame_times[t] == pytest.approx(t / clip.fps)
         p_pos = np.concatenate([c.positions for c in g.canvases[1:]])
         p_pos = p_pos[p_pos[:, 0] >= 0]
         assert len({tuple(p) for p in p_pos}) == len(p_pos)           # no position packed twice
