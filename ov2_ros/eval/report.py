@@ -47,7 +47,9 @@ def plot_timeline(entries: list[ReportEntry], gt: VideoAnnotation, path: Path) -
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.7 * (len(entries) + 1)))
     rows = ["ground truth"] + [e.results.mode for e in entries]
-    ax.broken_barh([(s, max(e - s, 0.02)) for s, e in gt.spans_s], (0.6, 0.8), color="tab:green")
+    # white edges keep back-to-back spans (e.g. shots) apart
+    ax.broken_barh([(s, max(e - s, 0.02)) for s, e in gt.spans_s], (0.6, 0.8), facecolor="tab:green",
+                   edgecolor="white", linewidth=2)
     ax.vlines(gt.events_s, 0.6, 1.4, color="tab:green", lw=2)
     for i, e in enumerate(entries, start=2):
         colour = MODE_COLOURS.get(e.results.mode, "tab:gray")
@@ -56,8 +58,13 @@ def plot_timeline(entries: list[ReportEntry], gt: VideoAnnotation, path: Path) -
             ax.broken_barh([(times[w.start_frame], times[min(w.end_frame, len(times)) - 1] - times[w.start_frame])],
                            (i - 0.48 + 0.05 * (k % 4), 0.035), color="0.65")
         spans = e.evaluation.predicted_spans_s
-        ax.broken_barh([(s, max(b - s, 0.02)) for s, b in spans], (i - 0.3, 0.6), color=colour, alpha=0.8)
+        ax.broken_barh([(s, max(b - s, 0.02)) for s, b in spans], (i - 0.3, 0.6), facecolor=colour, alpha=0.8,
+                       edgecolor="white", linewidth=2)
         ax.vlines(e.evaluation.predicted_events_s, i - 0.3, i + 0.3, color=colour, lw=2)
+        if not spans and not e.evaluation.predicted_events_s:
+            answered = sum(w.answer is not None for w in e.results.windows)
+            ax.text(0.05, i, f"nothing predicted ({answered} windows answered)", va="center",
+                    fontsize=8, color="0.35")
     ax.set_yticks(range(1, len(rows) + 1), rows)
     ax.set_ylim(0.3, len(rows) + 0.7)
     ax.set_xlabel("seconds since the first frame")
