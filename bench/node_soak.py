@@ -74,7 +74,8 @@ def soak(aus: list[bytes], args) -> dict:
     helper = rclpy.create_node("ov2_soak_player")
     node = Ov2Node(parameter_overrides=[Parameter("model", value=args.model), Parameter("device", value=args.device),
                                         Parameter("segment", value=args.segment),
-                                        Parameter("max_new_tokens", value=args.max_new_tokens)])
+                                        Parameter("max_new_tokens", value=args.max_new_tokens),
+                                        Parameter("inference_nice", value=args.inference_nice)])
     executor.add_node(helper)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -140,6 +141,7 @@ def analyse(run: dict, baseline_s: list[float], args) -> dict:
     return {
         "duration_min": args.minutes, "stream": f"{args.width}x{args.height}@{FPS:.0f} H.264 (libx264, gop 60)",
         "model": args.model, "device": args.device, "segment": args.segment, "query": not args.no_query,
+        "inference_nice": args.inference_nice,
         "aus_published": run["published"], "aus_decoded": last["decoded_calls"],
         "packets_dropped_before_decode": run["published"] - last["decoded_calls"] + last["transport_lost"],
         "transport_lost": last["transport_lost"],
@@ -169,6 +171,9 @@ def main() -> int:
     parser.add_argument("--sample-s", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--no-query", action="store_true",
                         help="send no query (decode + tokenize only); writes node_soak_no_query.json")
+    parser.add_argument("--inference-nice", type=int, default=10,
+                        help="the node's inference_nice parameter (default 10); other values write "
+                             "node_soak_niceN.json")
     args = parser.parse_args()
     args.width, args.height = (int(v) for v in args.size.split("x"))
 
@@ -200,7 +205,9 @@ def main() -> int:
             lat.add(name, s["median_ms"], s["p90_ms"], s["p99_ms"], s["max_ms"])
     print(lat)
     print(f"median latency ratio node / baseline: {common.fmt(result['latency_ratio_median'])}")
-    path = common.write_results("node_soak_no_query" if args.no_query else "node_soak", result)
+    name = "node_soak" + ("_no_query" if args.no_query else "") + (
+        f"_nice{args.inference_nice}" if args.inference_nice != 10 else "")
+    path = common.write_results(name, result)
     print(f"wrote {path}")
     return 0
 

@@ -23,15 +23,12 @@ from typing import Any, Literal
 from ov2_ros.codec.errors import CodecError, ResolutionChangedError
 from ov2_ros.codec.tokenizer import CodecTokenizer
 from ov2_ros.codec.types import CodecWindow, DecodedFrame, FrameGroup, TokenizerConfig
-from ov2_ros.errors import ConfigError, Ov2Error
+from ov2_ros.errors import ConfigError
 from ov2_ros.model.answer import TASKS, Answer, Query
+from ov2_ros.model.prompts import parse_query
 
 Rerun = Literal["group", "period"]
 _STAMP_RING = 4096   # (frame index, source stamp) pairs kept: covers a 64-group window of 64-frame groups
-
-
-class PipelineError(Ov2Error, RuntimeError):
-    """A pipeline stage is unavailable or failed (the message names which and why)."""
 
 
 @dataclass(frozen=True)
@@ -119,19 +116,6 @@ class PipelineStats:
     last_issue: str = ""
 
 
-def parse_query_text(text: str, default_task: str) -> Query:
-    """``task: words`` -> Query, via the model package's parser when it exists; the shared prefix table otherwise."""
-    try:
-        from ov2_ros.model import parse_query
-    except ImportError:
-        from ov2_ros.model.answer import QUERY_PREFIXES
-
-        head, sep, rest = text.partition(":")
-        task = QUERY_PREFIXES.get(head.strip().lower()) if sep else None
-        return Query(task=task or default_task, text=(rest if task else text).strip())
-    return parse_query(text, default_task)
-
-
 class PerceptionPipeline:
     def __init__(self, config: PipelineConfig = PipelineConfig(), runtime: Any = None, tracker_factory:
                  Callable[[], Any] | None = None) -> None:
@@ -169,7 +153,7 @@ class PerceptionPipeline:
 
     def load(self) -> dict[str, str]:
         """Load the model runtime and the SAM2 factory. Returns {stage: why it is missing} for what could not load;
-        the pipeline still tokenizes without them. Raises only for a bad checkpoint that exists (PipelineError)."""
+        the pipeline still tokenizes without them. A checkpoint that exists but fails to load raises (ModelError)."""
         if self._runtime is None:
             try:
                 from ov2_ros.model import load_runtime
@@ -272,7 +256,7 @@ class PerceptionPipeline:
 
     # ------------------------------------------------------------- queries and jobs
     def set_query(self, text: str) -> Query:
-        query = parse_query_text(text, self.config.default_task)
+        query = parse_query(text, self.config.default_task)
         with self._lock:
             self._query, self._query_text = query, text
             self._query_version += 1
