@@ -18,6 +18,7 @@ import numpy as np
 
 from ov2_ros.eval import metrics as m
 from ov2_ros.eval.annotations import VideoAnnotation
+from ov2_ros.eval.errors import ResultsError
 from ov2_ros.eval.results import MASKS_DIR, ReplayResults, WindowRecord
 
 
@@ -100,6 +101,9 @@ def frame_at(results: ReplayResults, t_s: float) -> int:
 
 def evaluate(results: ReplayResults, gt: VideoAnnotation, replay_dir: Path | None = None) -> Evaluation:
     """Every metric that applies to ``gt.task``, plus tokenization and latency figures."""
+    if results.num_frames == 0:
+        raise ResultsError(f"replay of {results.bag} decoded no frames (no IDR with SPS/PPS on {results.topic}?); "
+                           "nothing to score")
     scores: dict[str, float] = {}
     extra: dict[str, Any] = {}
     if gt.task == "jump":
