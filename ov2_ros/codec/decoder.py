@@ -73,7 +73,12 @@ def motion_vectors(frame: av.VideoFrame) -> np.ndarray:
     side = frame.side_data.get("MOTION_VECTORS")
     if side is None:
         return EMPTY_MVS
-    return np.array(side.to_ndarray(), dtype=MV_DTYPE)
+    mvs = side.to_ndarray()
+    if mvs.dtype == MV_DTYPE and mvs.flags.c_contiguous:
+        # copied as raw bytes: numpy copies a padded structured dtype field by field (0.12 ms for a 1080p frame's
+        # 8,160 MVs, vs 5 us as bytes)
+        return mvs.view(np.uint8).copy().view(MV_DTYPE)
+    return np.array(mvs, dtype=MV_DTYPE)
 
 
 class StreamDecoder:

@@ -94,11 +94,12 @@ class MotionField:
         self.cells = (-(-src_height // MV_CELL), -(-src_width // MV_CELL))
         self.scale = np.array([grid.width / src_width, grid.height / src_height], dtype=np.float32)
         self.magnitude_scale = float(self.scale.mean()) if magnitude_scale is None else magnitude_scale
-        # canvas pixel centre -> source cell (nearest), once per size, as cv2.remap maps (exact integer cells)
-        ys = ((np.arange(grid.height) + 0.5) * src_height / grid.height // MV_CELL).astype(np.float32)
-        xs = ((np.arange(grid.width) + 0.5) * src_width / grid.width // MV_CELL).astype(np.float32)
-        self._map_x = np.ascontiguousarray(np.broadcast_to(xs[None, :], (grid.height, grid.width)))
-        self._map_y = np.ascontiguousarray(np.broadcast_to(ys[:, None], (grid.height, grid.width)))
+        # canvas pixel centre -> source cell (nearest), once per size. The map is separable and non-decreasing, so
+        # sampling is a row and a column repeat of the cell field (5x faster than cv2.remap, identical values).
+        ys = ((np.arange(grid.height) + 0.5) * src_height / grid.height // MV_CELL).astype(np.intp)
+        xs = ((np.arange(grid.width) + 0.5) * src_width / grid.width // MV_CELL).astype(np.intp)
+        self._row_repeats = np.bincount(ys, minlength=self.cells[0])
+        self._col_repeats = np.bincount(xs, minlength=self.cells[1])
 
     def cell_means(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(cells, 2) mean past-reference motion (source px) and (cells,) mean magnitude, per cell.
@@ -155,16 +156,19 @@ class MotionField:
         dx, dy = np.meshgrid(np.arange(nx, dtype=np.int32), np.arange(ny, dtype=np.int32))
         return dx.reshape(1, -1), dy.reshape(1, -1)
 
-    def __call__(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import cv2
-
+    def cell_fields(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``cell_means`` in output units: flow (ch, cw, 2) in ``grid`` px, magnitude (ch, cw)."""
         flow, magnitude = self.cell_means(mvs)
         ch, cw = self.cells
-        # two remaps, so both outputs are contiguous (the per-frame warp adds to the flow)
-        flow = cv2.remap((flow * self.scale).reshape(ch, cw, 2), self._map_x, self._map_y, cv2.INTER_NEAREST)
-        magnitude = cv2.remap((magnitude * self.magnitude_scale).reshape(ch, cw), self._map_x, self._map_y,
-                              cv2.INTER_NEAREST)
-        return flow, magnitude
+        return (flow * self.scale).reshape(ch, cw, 2), (magnitude * self.magnitude_scale).reshape(ch, cw)
+
+    def sample(self, cells: np.ndarray) -> np.ndarray:
+        """(ch, cw, ...) cell field -> (H, W, ...) at ``grid`` pixels (nearest cell)."""
+        return np.repeat(np.repeat(cells, self._row_repeats, axis=0), self._col_repeats, axis=1)
+
+    def __call__(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        flow, magnitude = self.cell_fields(mvs)
+        return self.sample(flow), self.sample(magnitude)
 
 
 def analysis_grid(grid: CanvasGrid) -> CanvasGrid:
@@ -215,12 +219,12 @@ class SaliencyScorer:
             magnitude = None
             diff = self._cv2.absdiff(luma, previous)
         else:
-            flow, magnitude = self.motion(mvs)
-            diff = self._cv2.absdiff(luma, self.warp(previous, flow))
+            flow, magnitude = self.motion.cell_fields(mvs)
+            diff = self._cv2.absdiff(luma, self.warp(previous, self.motion.sample(flow)))
         change = self._cv2.mean(diff)[0]          # 10x faster than ndarray.mean on uint8
         residual = np.maximum(patch_mean(diff, patch) - cfg.residual_noise, 0.0)
         fused = cfg.residual_weight * robust_normalise(residual, cfg.percentile, cfg.residual_floor, cfg.clip)
         if magnitude is not None:
-            motion = patch_mean(magnitude, patch)
+            motion = patch_mean(self.motion.sample(magnitude), patch)
             fused += cfg.motion_weight * robust_normalise(motion, cfg.percentile, cfg.motion_floor, cfg.clip)
         return FrameSaliency(fused, block_sum(fused), change)
