@@ -114,39 +114,52 @@ class MotionField:
         magnitude = np.zeros(n_cells, np.float32)
         if mvs is None or len(mvs) == 0:
             return flow, magnitude
-        scale = np.maximum(mvs["motion_scale"].astype(np.float32), 1.0)
-        mx, my = mvs["motion_x"] / scale, mvs["motion_y"] / scale
-        rx, ry = mx, my
-        if self.relative:
+        motion_x, motion_y = mvs["motion_x"], mvs["motion_y"]
+        if not self.relative:
+            # most MVs of a still scene are zero: drop them on the integer fields, before any float work
+            keep = np.flatnonzero((motion_x != 0) | (motion_y != 0))
+            if not len(keep):
+                return flow, magnitude
+            scale = np.maximum(mvs["motion_scale"][keep].astype(np.float32), 1.0)
+            mx, my = motion_x[keep] / scale, motion_y[keep] / scale
+            rx, ry = mx, my
+        else:
+            scale = np.maximum(mvs["motion_scale"].astype(np.float32), 1.0)
+            mx, my = motion_x / scale, motion_y / scale
+            rx, ry = mx, my
             future = mvs["source"] > 0
             for sel in (~future, future):
                 if sel.any():
                     rx = np.where(sel, mx - np.median(mx[sel]), rx)
                     ry = np.where(sel, my - np.median(my[sel]), ry)
-        keep = (mx != 0) | (my != 0) | (rx != 0) | (ry != 0)
-        if not keep.any():
-            return flow, magnitude
-        mvs, mx, my, rx, ry = mvs[keep], mx[keep], my[keep], rx[keep], ry[keep]
-        bw, bh = mvs["w"].astype(np.int32), mvs["h"].astype(np.int32)
-        x0 = (mvs["dst_x"] - bw // 2) // MV_CELL
-        y0 = (mvs["dst_y"] - bh // 2) // MV_CELL
+            keep = np.flatnonzero((mx != 0) | (my != 0) | (rx != 0) | (ry != 0))
+            if not len(keep):
+                return flow, magnitude
+            mx, my, rx, ry = mx[keep], my[keep], rx[keep], ry[keep]
+        # plain arrays of the kept MVs' fields (indexing the padded structured array copies field by field)
+        source, dst_x, dst_y = mvs["source"][keep], mvs["dst_x"][keep], mvs["dst_y"][keep]
+        bw, bh = mvs["w"][keep].astype(np.int32), mvs["h"][keep].astype(np.int32)
         if bw.max() <= MV_CELL and bh.max() <= MV_CELL:       # H.264: each MV lies in one cell, named by its centre
-            cx = np.clip(mvs["dst_x"] // MV_CELL, 0, cw - 1)
-            cy = np.clip(mvs["dst_y"] // MV_CELL, 0, ch - 1)
-            mv_of, cell = np.arange(len(mvs)), cy * cw + cx
+            cx = np.clip(dst_x // MV_CELL, 0, cw - 1)
+            cy = np.clip(dst_y // MV_CELL, 0, ch - 1)
+            cell = cy * cw + cx
+            weight = np.hypot(rx, ry)
         else:                                                  # larger blocks: every (MV, covered cell) pair
+            x0 = (dst_x - bw // 2) // MV_CELL
+            y0 = (dst_y - bh // 2) // MV_CELL
             nx, ny = np.maximum(bw // MV_CELL, 1), np.maximum(bh // MV_CELL, 1)
             dx, dy = self._offsets(int(nx.max()), int(ny.max()))
             cx, cy = x0[:, None] + dx, y0[:, None] + dy
             ok = (dx < nx[:, None]) & (dy < ny[:, None]) & (cx >= 0) & (cx < cw) & (cy >= 0) & (cy < ch)
             mv_of, cell = np.nonzero(ok)[0], (cy * cw + cx)[ok]
+            source, mx, my, weight = source[mv_of], mx[mv_of], my[mv_of], np.hypot(rx, ry)[mv_of]
         count = np.bincount(cell, minlength=n_cells)
-        magnitude[:] = np.bincount(cell, weights=np.hypot(rx, ry)[mv_of], minlength=n_cells) / np.maximum(count, 1)
-        past = mvs["source"][mv_of] < 0
-        cell, mv_of = cell[past], mv_of[past]
+        magnitude[:] = np.bincount(cell, weights=weight, minlength=n_cells) / np.maximum(count, 1)
+        past = source < 0
+        cell = cell[past]
         pcount = np.maximum(np.bincount(cell, minlength=n_cells), 1)
-        flow[:, 0] = np.bincount(cell, weights=mx[mv_of], minlength=n_cells) / pcount
-        flow[:, 1] = np.bincount(cell, weights=my[mv_of], minlength=n_cells) / pcount
+        flow[:, 0] = np.bincount(cell, weights=mx[past], minlength=n_cells) / pcount
+        flow[:, 1] = np.bincount(cell, weights=my[past], minlength=n_cells) / pcount
         return flow, magnitude
 
     @staticmethod
