@@ -80,7 +80,7 @@ def soak(aus: list[bytes], args) -> dict:
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
-    player = ClipPlayer(helper, depth=100)
+    player = ClipPlayer(helper, depth=300)
     player.wait_for_subscriber()
     if not args.no_query:
         player.query("track: the red square")
