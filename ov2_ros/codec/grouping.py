@@ -208,10 +208,13 @@ def billed_bits(bits: np.ndarray, key: np.ndarray) -> np.ndarray:
     return np.where(key, float(np.median(ordinary)) if len(ordinary) else 1.0, bits)
 
 
-def plan_group_ends(billed: np.ndarray, n_groups: int, min_frames: int = 1) -> list[int]:
+def plan_group_ends(billed: np.ndarray, n_groups: int, min_frames: int = 1, cuts: list[int] = ()) -> list[int]:
     """Split a whole stream into ``n_groups`` groups of equal billed bit-cost: the offline form of the online rule
     (threshold = total cost / groups instead of ratio x running rate). Returns exclusive end frames.
 
+    ``cuts`` (frames that start a new shot) are boundaries first, as online, where a cut always opens a group: the
+    shots share the groups in proportion to their cost (each at least one), then each shot is split evenly by cost.
+    If there are more cuts than groups allow, the costliest cut frames are kept.
     Groups get at least ``min(min_frames, frames // n_groups)`` frames; fewer groups only if there are fewer frames.
     ``max_group_frames`` does not apply: a fixed budget over a fixed file has to take long quiet stretches whole.
     """
@@ -220,6 +223,19 @@ def plan_group_ends(billed: np.ndarray, n_groups: int, min_frames: int = 1) -> l
     n = max(1, min(n_groups, n_frames))
     if n_frames == 0:
         return []
+    cuts = sorted({int(c) for c in cuts if 0 < c < n_frames})
+    if len(cuts) >= n:
+        cuts = sorted(sorted(cuts, key=lambda c: -billed[c])[:n - 1])
+    if cuts:
+        bounds = [0, *cuts, n_frames]
+        costs = [float(billed[a:b].sum()) for a, b in zip(bounds, bounds[1:])]
+        share = [1] * len(costs)
+        for _ in range(n - len(costs)):        # highest cost per group gets the next group (D'Hondt)
+            k = max(range(len(costs)), key=lambda i: (costs[i] / share[i]) if share[i] < bounds[i + 1] - bounds[i]
+                    else -1.0)
+            share[k] += 1
+        return [a + e for a, b, k in zip(bounds, bounds[1:], share)
+                for e in plan_group_ends(billed[a:b], k, min_frames)]
     least = max(1, min(min_frames, n_frames // n))
     cum = np.cumsum(billed)
     total = float(cum[-1])
@@ -231,16 +247,3 @@ def plan_group_ends(billed: np.ndarray, n_groups: int, min_frames: int = 1) -> l
         prev = end
     ends.append(n_frames)
     return ends
-
-
-def snap_to_cuts(ends: list[int], cuts: list[int], max_shift: int) -> list[int]:
-    """Move planned group ends onto scene cuts within ``max_shift`` frames, so a group starts at each cut it can;
-    ends stay strictly increasing and the last end stays put."""
-    out = list(ends)
-    for i in range(len(out) - 1):
-        lo = out[i - 1] + 1 if i else 1
-        hi = out[i + 1] - 1
-        near = [c for c in cuts if abs(c - out[i]) <= max_shift and lo <= c <= hi]
-        if near:
-            out[i] = min(near, key=lambda c: abs(c - out[i]))
-    return out

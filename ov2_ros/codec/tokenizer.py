@@ -345,12 +345,12 @@ def budget_grouper(path, config: TokenizerConfig, canvases: int, codec: str) -> 
     """A ``PlannedGrouper`` that cuts the file into ``canvases / canvases_per_group`` groups.
 
     Codec and hybrid modes: groups of equal billed bit-cost (``plan_group_ends``: the window's bit-cost rule applied
-    to the whole file at once), so motion gets more, shorter groups; a boundary within a third of a group of an
-    encoder scene-cut keyframe (``scene_cut_keyframes``) moves onto it. Uniform mode: equal frame counts, so its
+    to the whole file at once), so motion gets more, shorter groups; every encoder scene-cut keyframe
+    (``scene_cut_keyframes``) opens a group, as a cut does online. Uniform mode: equal frame counts, so its
     ``canvases`` full frames are spread evenly over the file. Reads packet sizes only (no decoding); frames before
     the first keyframe are skipped, as the decoder's entry gate skips them.
     """
-    from ov2_ros.codec.grouping import billed_bits, plan_group_ends, scene_cut_keyframes, snap_to_cuts
+    from ov2_ros.codec.grouping import billed_bits, plan_group_ends, scene_cut_keyframes
     from ov2_ros.codec.source import iter_access_units
 
     sizes, keys, times = [], [], []
@@ -367,9 +367,8 @@ def budget_grouper(path, config: TokenizerConfig, canvases: int, codec: str) -> 
         billed = np.ones(len(bits))
     else:
         billed = billed_bits(bits, key)
-    ends = plan_group_ends(billed, n_groups, config.min_group_frames)
-    if config.mode != "uniform" and len(ends) > 1:
-        ends = snap_to_cuts(ends, scene_cut_keyframes(key), max_shift=max(1, len(bits) // (3 * len(ends))))
+    cuts = scene_cut_keyframes(key) if config.mode != "uniform" else []
+    ends = plan_group_ends(billed, n_groups, config.min_group_frames, cuts)
     starts = [0] + ends[:-1]
     billed[starts] = 0.0                                      # anchors are unbilled, as online
     cum = np.concatenate([[0.0], np.cumsum(billed)])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ov2_ros.codec.grouping import (BitCostGrouper, Boundary, FixedGrouper, GroupingConfig, PlannedGrouper, billed_bits,
-                                    plan_group_ends, scene_cut_keyframes, snap_to_cuts)
+                                    plan_group_ends, scene_cut_keyframes)
 
 
 def _groups(grouper, bits, keys=None, changes=None):
@@ -137,7 +137,11 @@ def test_scene_cut_keyframes_from_positions_alone():
     assert scene_cut_keyframes(irregular) == [30, 76, 137, 187, 242]
 
 
-def test_snap_to_cuts():
-    assert snap_to_cuts([25, 50, 75, 100], [31, 70], max_shift=8) == [31, 50, 70, 100]
-    assert snap_to_cuts([25, 50, 100], [90], max_shift=8) == [25, 50, 100]          # too far, and the last stays
-    assert snap_to_cuts([10, 12, 40], [11], max_shift=5) == [11, 12, 40]            # ends stay increasing
+def test_plan_with_cuts_opens_a_group_at_each_cut():
+    billed = np.ones(100)
+    billed[60:] = 3.0                                            # the second shot costs 3x per frame
+    ends = plan_group_ends(billed, 4, min_frames=1, cuts=[40])
+    assert 40 in ends and ends[-1] == 100
+    assert sum(e > 40 for e in ends) == 3                        # the costlier shot gets more groups
+    assert plan_group_ends(billed, 2, cuts=[10, 40, 70]) == [70, 100]   # too many cuts: the costliest cut frame stays
+    assert plan_group_ends(np.ones(6), 6, cuts=[2, 3]) == [1, 2, 3, 4, 5, 6]   # never more groups than frames
