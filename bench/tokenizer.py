@@ -159,6 +159,15 @@ def reference_selection(out_dir: Path) -> dict:
             "positions_t": frame_ids[t].astype(np.int64)}
 
 
+MAX_ATTEMPTS = 3       # a crashed run is retried; every failure is recorded in the JSON
+
+
+def failure_text(done: subprocess.CompletedProcess) -> str:
+    code = done.returncode
+    how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+    return f"{how}: {done.stderr.strip()[-600:]}" if done.stderr.strip() else how
+
+
 def inner_seconds(key: str, stdout: str, out_dir: Path) -> float:
     """The total a tool reports for its own work: ours in the ``--json`` line, the reference in its meta.json."""
     if key == "ours":
@@ -193,13 +202,18 @@ def bench_vs_reference(clips: dict[str, Path], repeats: int, canvases: int = 32)
                 for key, template in commands.items():
                     if f"{key}_error" in row:
                         continue
-                    d = Path(tmp) / f"{key}{r}"
-                    cmd = [str(path) if c == "CLIP" else str(d) if c == "DIR" else c for c in template]
-                    done, secs, cpu_s = common.run_command_timed(cmd)
+                    for attempt in range(MAX_ATTEMPTS):
+                        d = Path(tmp) / f"{key}{r}.{attempt}"
+                        cmd = [str(path) if c == "CLIP" else str(d) if c == "DIR" else c for c in template]
+                        done, secs, cpu_s = common.run_command_timed(cmd)
+                        if done.returncode == 0:
+                            break
+                        # cv-preinfer --thread_count 2 now and then dies of SIGBUS (exit -7) with no message
+                        row.setdefault(f"{key}_failures", []).append(failure_text(done))
                     if done.returncode != 0:
                         if key == "ours":
-                            raise RuntimeError(f"ov2-ros tokenize failed on {path}: {done.stderr.strip()[-800:]}")
-                        row[f"{key}_error"] = done.stderr.strip()[-800:]
+                            raise RuntimeError(f"ov2-ros tokenize failed on {path}: {failure_text(done)}")
+                        row[f"{key}_error"] = f"gave up after {MAX_ATTEMPTS} failed attempts in a row"
                         continue
                     if r == 0:
                         row[f"{key}_canvases"] = (json.loads(done.stdout.strip().splitlines()[-1])["canvases"]
@@ -355,6 +369,11 @@ def print_reference(reference: dict) -> None:
               r.get("speedup_vs_reference_cpu"), r.get("reference_2_threads", {}).get("median_ms"),
               r.get("speedup_vs_reference_2_threads"))
     print(t)
+    for name, r in reference["clips"].items():
+        for key in ("reference", "reference_2_threads"):
+            if r.get(f"{key}_failures"):
+                print(f"{key} on {name}: {len(r[f'{key}_failures'])} failed run(s), retried: "
+                      f"{sorted(set(r[f'{key}_failures']))}")
     if reference.get("skipped"):
         print(f"cv-preinfer skipped: {reference['skipped']}")
     print(flush=True)
