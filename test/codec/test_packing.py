@@ -123,6 +123,16 @@ def test_resize_plane_sizes():
     assert (resize_plane(flat, 280, 504) == 77).all()                        # averaging keeps a flat level
 
 
+@pytest.mark.parametrize("src, dst", [((1080, 1920), (280, 504)), ((560, 1008), (280, 504)), ((121, 161), (112, 168)),
+                                      ((112, 168), (112, 168))])
+def test_resize_plane_into_out_equals_a_fresh_result(src, dst):
+    plane = np.random.default_rng(1).integers(0, 255, src, dtype=np.uint8)
+    out = np.zeros((dst[0] + 5, dst[1]), np.uint8)[2: 2 + dst[0]]        # a contiguous slice of a larger buffer
+    got = resize_plane(plane, *dst, out=out)
+    assert got is out or np.shares_memory(got, out)
+    np.testing.assert_array_equal(out, resize_plane(plane, *dst))
+
+
 def test_attenuation_ranks_within_each_frame():
     from ov2_ros.codec.selection import attenuated_scores
 

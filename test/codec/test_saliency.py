@@ -68,6 +68,27 @@ def test_warp_compensates_a_known_shift():
     np.testing.assert_array_equal(warped[:, 3:], cur[:, 3:])
 
 
+def test_zero_flow_warp_is_the_identity():
+    # the still-frame shortcut in SaliencyScorer.score (all MVs zero: prediction = previous) relies on this
+    grid = CanvasGrid(112, 168, 14)
+    scorer = SaliencyScorer(120, 160, grid)
+    prev = np.random.default_rng(2).integers(0, 255, scorer.analysis.size, dtype=np.uint8)
+    np.testing.assert_array_equal(scorer.warp(prev, np.zeros((*scorer.analysis.size, 2), np.float32)), prev)
+
+
+@pytest.mark.parametrize("src", [(272, 640), (1080, 1920), (240, 320)])
+def test_motion_field_sampling_equals_nearest_cell_remap(src):
+    import cv2
+
+    grid = CanvasGrid.for_source(*src)
+    field = MotionField(*src, grid)
+    cells = np.random.default_rng(3).random((*field.cells, 2), dtype=np.float32)
+    ys = ((np.arange(grid.height) + 0.5) * src[0] / grid.height // 16).astype(np.float32)
+    xs = ((np.arange(grid.width) + 0.5) * src[1] / grid.width // 16).astype(np.float32)
+    map_x, map_y = np.meshgrid(xs, ys)
+    np.testing.assert_array_equal(field.sample(cells), cv2.remap(cells, map_x, map_y, cv2.INTER_NEAREST))
+
+
 def test_reductions_and_normalisation():
     x = np.arange(16, dtype=np.float32).reshape(4, 4)
     np.testing.assert_allclose(patch_mean(x, 2), [[2.5, 4.5], [10.5, 12.5]])
