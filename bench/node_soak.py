@@ -119,12 +119,13 @@ def soak(aus: list[bytes], args) -> dict:
     thread.join()
     sample()
     status = node.pipeline.status()
+    qos_depth = node.get_parameter("qos_depth").value
     node.destroy_node()
     executor.shutdown(timeout_sec=5)
     helper.destroy_node()
     rclpy.shutdown()
     return {"samples": samples, "latencies_s": latencies, "late_publish_s": player.late_s, "status": status,
-            "published": player.sent}
+            "published": player.sent, "qos_depth": qos_depth}
 
 
 def analyse(run: dict, baseline_s: list[float], args) -> dict:
@@ -141,7 +142,7 @@ def analyse(run: dict, baseline_s: list[float], args) -> dict:
     return {
         "duration_min": args.minutes, "stream": f"{args.width}x{args.height}@{FPS:.0f} H.264 (libx264, gop 60)",
         "model": args.model, "device": args.device, "segment": args.segment, "query": not args.no_query,
-        "inference_nice": args.inference_nice,
+        "inference_nice": args.inference_nice, "qos_depth": run["qos_depth"],
         "aus_published": run["published"], "aus_decoded": last["decoded_calls"],
         "packets_dropped_before_decode": run["published"] - last["decoded_calls"] + last["transport_lost"],
         "transport_lost": last["transport_lost"],

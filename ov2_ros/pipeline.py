@@ -393,13 +393,14 @@ class InferenceWorker:
     def __init__(self, pipeline: PerceptionPipeline, on_result: Callable[[PerceptionResult], None],
                  on_error: Callable[[BaseException], None] = lambda exc: None, poll_s: float = 0.1,
                  nice: int = 0) -> None:
-        """``nice`` > 0 lowers this thread's CPU priority (Linux: per thread), so on a CPU-bound machine the live
-        decode on the caller's thread is served first and inference takes what is left."""
+        """``nice`` > 0 is added to this thread's niceness (Linux: per thread; capped at 19), so on a CPU-bound
+        machine the live decode on the caller's thread is served first and inference takes what is left."""
         self._pipeline, self._on_result, self._on_error, self._poll_s = pipeline, on_result, on_error, poll_s
         self._nice = nice
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.busy = False
+        self.native_id: int | None = None    # the OS thread id, once running
         self._thread = threading.Thread(target=self._loop, name="ov2-inference", daemon=True)
         self._thread.start()
 
@@ -407,11 +408,13 @@ class InferenceWorker:
         self._wake.set()
 
     def _loop(self) -> None:
+        tid = threading.get_native_id()
         if self._nice > 0 and hasattr(os, "setpriority"):
             try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+                os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self._nice))
             except OSError:   # not permitted here: inference simply keeps the normal priority
                 pass
+        self.native_id = tid
         while not self._stop.is_set():
             self._wake.wait(self._poll_s)
             self._wake.clear()

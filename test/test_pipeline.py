@@ -163,6 +163,21 @@ def test_worker_runs_jobs_and_survives_a_failing_consumer(small_clip, tiny):
     assert isinstance(errors[0], ValueError) and len(got) >= 2 and got[-1].answer is not None
 
 
+def test_worker_thread_runs_at_lower_priority():
+    import os
+    import time
+
+    worker = InferenceWorker(make(), lambda result: None, nice=5, poll_s=0.01)
+    try:
+        deadline = time.monotonic() + 5
+        while worker.native_id is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, worker.native_id) == min(19, base + 5)
+    finally:
+        worker.stop()
+
+
 @pytest.mark.parametrize("bad", [dict(default_task="dance"), dict(rerun="sometimes"), dict(frame_ring=0),
                                  dict(backend="tflite"), dict(codec="vp9")])
 def test_bad_config_is_refused_by_name(bad):

@@ -58,7 +58,7 @@ NODE_PARAMS: tuple[Param, ...] = (
     Param("publish_canvases", False, "publish the packed canvases of each window on debug/canvases"),
     Param("marker_pixel_scale", 0.001, "metres per pixel for RViz markers drawn on the image plane"),
     Param("hardware_id", "ov2_node", "hardware_id field of the diagnostics status"),
-    Param("inference_nice", 10, "CPU niceness of the inference thread (0 = same as decode): decode goes first"),
+    Param("inference_nice", 10, "niceness added to the inference thread (0 = same as decode): decode goes first"),
 )
 ENCODER_PARAMS: tuple[Param, ...] = (
     Param("input", "raw", "input type: raw (sensor_msgs/Image on image) or jpeg (CompressedImage on image/jpeg)"),
