@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", type=Path, nargs="*",
                         help="replay folders (or their results.json); several give per-video scores and the mean "
                              "(JumpScore mAP = the mean of the videos' JumpScores)")
-    parser.add_argument("--gt", type=Path, required=True, help="annotations.json (see docs/annotations.md)")
+    parser.add_argument("--gt", type=Path, required=True,
+                        help="annotations.json (schema: README.md, section Evaluation)")
     parser.add_argument("--compare", nargs=2, metavar=("MODE_A", "MODE_B"), choices=("codec", "uniform", "hybrid"),
                         help="replay --bag in both modes at the same --canvases budget and report A - B")
     parser.add_argument("--bag", type=Path, help="with --compare: the rosbag2 folder to replay")

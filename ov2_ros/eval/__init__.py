@@ -4,7 +4,7 @@ Modules (imported on use, so ``import ov2_ros.eval`` stays cheap):
 - ``bags``: rosbag2 (MCAP/sqlite3) image input and results output via ``rosbags``;
 - ``replay``: ``replay_bag(bag, out, ReplayConfig)`` -> ``ReplayResults`` (+ results bag, results.json, masks/);
 - ``results``: the results.json values and their round trip;
-- ``annotations``: annotations.json schema and validation (docs/annotations.md);
+- ``annotations``: annotations.json schema and validation (README.md, section Evaluation);
 - ``metrics``: JumpScore mAP, grounding mIoU and R@k, point-in-mask P/R/F1, J&F, latency percentiles;
 - ``scoring``: predictions merged across windows, scored against one annotation;
 - ``report``: report.html and its PNGs; ``compare``: codec vs uniform on one bag at equal budgets.

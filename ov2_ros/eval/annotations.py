@@ -1,4 +1,4 @@
-"""``annotations.json``: ground truth per video or bag, validated into frozen values (schema: docs/annotations.md).
+"""``annotations.json``: ground truth per video or bag, validated into frozen values (schema: README.md, section Evaluation).
 
 Times are seconds since the first image message of the topic (its source stamp); frames are 0-based message
 indices on that topic. Every error names the file and the JSON path of the offending value.

@@ -19,7 +19,7 @@ class ClockJumpError(EvalError, ValueError):
 
 
 class AnnotationError(EvalError, ValueError):
-    """``annotations.json`` does not follow the schema in docs/annotations.md."""
+    """``annotations.json`` does not follow the schema in README.md, section Evaluation."""
 
 
 class ResultsError(EvalError, ValueError):
