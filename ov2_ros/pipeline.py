@@ -12,7 +12,10 @@ Missing pieces (a model runtime or SAM2 that is not installed/built) are not fak
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import platform
 import threading
 import time
 from collections import deque
@@ -40,6 +43,7 @@ class PipelineConfig:
     model: str = "tiny-random"           # "tiny-random", an HF id or a local checkpoint directory
     device: str = "cpu"
     backend: str = "torch"               # torch | onnxruntime | tensorrt
+    export_dir: str = ""                 # onnxruntime/tensorrt: the folder `ov2-ros export` wrote ("" for torch)
     max_new_tokens: int = 128
     segment: bool = True                 # SAM2 masks from track/point answers
     segment_model: str = "tiny-random"
@@ -48,6 +52,7 @@ class PipelineConfig:
     rerun_period_s: float = 2.0
     frame_ring: int = 64                 # decoded frames kept for SAM2 (bounds memory: ~3 MB each at 1080p)
     segment_max_frames: int = 16         # newest ring frames SAM2 is given per job (bounds its time per answer)
+    trim_memory: bool = True             # hand freed heap back to the OS after each answer (glibc malloc_trim)
 
     def __post_init__(self) -> None:
         if self.default_task not in TASKS:
@@ -61,6 +66,17 @@ class PipelineConfig:
             raise ConfigError(f"codec must be h264 or hevc, got {self.codec!r}")
         if self.backend not in ("torch", "onnxruntime", "tensorrt"):
             raise ConfigError(f"backend must be torch, onnxruntime or tensorrt, got {self.backend!r}")
+
+
+def load_model_runtime(config: PipelineConfig) -> Any:
+    """The config's model on its backend (``ov2_ros.engines.runtime.select_backend``): ``answer(window, query)``.
+
+    Raises ConfigError/ManifestError for a missing or mismatched ``export_dir`` and BackendUnavailableError
+    (an ImportError naming what to install) where the backend's library does not import."""
+    from ov2_ros.engines.runtime import select_backend
+
+    return select_backend(config.backend, config.model, device=config.device, export_dir=config.export_dir or None,
+                          max_new_tokens=config.max_new_tokens)
 
 
 @dataclass(frozen=True)
@@ -116,6 +132,25 @@ class PipelineStats:
     last_issue: str = ""
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def trim_heap() -> bool:
+    """Hand freed heap pages back to the OS (glibc ``malloc_trim(0)``, every arena); False where unavailable.
+
+    A CPU answer allocates and frees ~2 GB of activations from the inference thread; glibc keeps much of it in that
+    thread's arena, so the process RSS between answers creeps up without any leak."""
+    trim = _malloc_trim()
+    return bool(trim is not None and trim(0))
+
+
 class PerceptionPipeline:
     def __init__(self, config: PipelineConfig = PipelineConfig(), runtime: Any = None, tracker_factory:
                  Callable[[], Any] | None = None) -> None:
@@ -152,16 +187,17 @@ class PerceptionPipeline:
         return CodecTokenizer(config.tokenizer, codec=config.codec)
 
     def load(self) -> dict[str, str]:
-        """Load the model runtime and the SAM2 factory. Returns {stage: why it is missing} for what could not load;
-        the pipeline still tokenizes without them. A checkpoint that exists but fails to load raises (ModelError)."""
+        """Load the model runtime on ``config.backend`` and the SAM2 factory. Returns {stage: why it is missing} for
+        what could not load; the pipeline still tokenizes without them. A checkpoint that exists but fails to load
+        raises (ModelError), and so does a backend that cannot start: no/mismatched ``export_dir`` (ConfigError,
+        ManifestError) or TensorRT not importable (BackendUnavailableError, naming what to install)."""
         if self._runtime is None:
             try:
-                from ov2_ros.model import load_runtime
+                import ov2_ros.engines.runtime  # noqa: F401 - torch and the model code import here, or are missing
             except ImportError as exc:
-                self._missing["model"] = f"model runtime not available (ov2_ros.model.load_runtime: {exc})"
+                self._missing["model"] = f"model runtime not available (ov2_ros.engines.runtime: {exc})"
             else:
-                self._runtime = load_runtime(model=self.config.model, device=self.config.device,
-                                             backend=self.config.backend, max_new_tokens=self.config.max_new_tokens)
+                self._runtime = load_model_runtime(self.config)
         if self.config.segment and self._tracker_factory is None:
             try:
                 from ov2_ros.segment import MaskTracker
@@ -320,6 +356,8 @@ class PerceptionPipeline:
         self.stats.windows_run += 1
         self.stats.last_model_s = model_s
         masks, seg_error, segment_s = self._segment(answer, job.query_version)
+        if self.config.trim_memory:
+            trim_heap()
         return PerceptionResult(job, answer, masks, stamps, seg_error, model_s, segment_s)
 
     def _segment(self, answer: Answer, query_seq: int) -> tuple[dict[int, dict[int, Any]], str | None, float]:

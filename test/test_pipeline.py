@@ -196,3 +196,94 @@ def test_pipeline_module_is_pure():
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not names & {"rclpy", "sensor_msgs", "std_msgs"}
+
+
+# ---------------------------------------------------------------- backends (PipelineConfig.backend + export_dir)
+@pytest.fixture(scope="module")
+def ort_export(small_clip, tmp_path_factory):
+    """`ov2-ros export` of the tiny model's VLM parts, built for the canvas size SMALL makes of the small clip."""
+    from ov2_ros.cli import main
+
+    p = make()
+    feed(p, small_clip.aus[:40])
+    h, w = p.window.canvas_size
+    out = tmp_path_factory.mktemp("tiny_export")
+    assert main(["export", "--out", str(out), "--parts", "vision,decoder", "--canvas", f"{h}x{w}"]) == 0
+    return out
+
+
+def run_backend(small_clip, query: str, **kw):
+    p = PerceptionPipeline(PipelineConfig(tokenizer=SMALL, segment=False, max_new_tokens=6, **kw))
+    assert p.load() == {}
+    p.set_query(query)
+    feed(p, small_clip.aus[:72])
+    result = p.infer(p.next_job())
+    p.close()
+    return result
+
+
+@pytest.mark.parametrize("query", ["track: the red square", "ask: what moves?"])
+def test_onnxruntime_backend_answers_like_torch(small_clip, ort_export, query):
+    from ov2_ros.engines.runtime import EngineVlmRuntime
+
+    torch_result = run_backend(small_clip, query)
+    ort_result = run_backend(small_clip, query, backend="onnxruntime", export_dir=str(ort_export))
+    assert torch_result.error is None and ort_result.error is None
+    a, b = torch_result.answer, ort_result.answer
+    assert a.extra["new_tokens"] >= 1 and a.extra["new_tokens"] == b.extra["new_tokens"]
+    assert (a.task, a.text, a.tracks, a.points, a.errors, a.window_frames, a.window_span) == (
+        b.task, b.text, b.tracks, b.points, b.errors, b.window_frames, b.window_span)
+    p = PerceptionPipeline(PipelineConfig(tokenizer=SMALL, segment=False, backend="onnxruntime",
+                                          export_dir=str(ort_export)))
+    p.load()
+    assert isinstance(p._runtime, EngineVlmRuntime)       # really the exported parts, not torch
+
+
+def test_backend_that_cannot_start_fails_load_by_name(ort_export, tmp_path):
+    from ov2_ros.engines import ManifestError
+
+    def load(**kw):
+        PerceptionPipeline(PipelineConfig(segment=False, **kw)).load()
+
+    with pytest.raises(ConfigError, match="onnxruntime backend needs export_dir"):
+        load(backend="onnxruntime")
+    with pytest.raises(ManifestError, match=f"{tmp_path}.*no manifest.*ov2-ros export"):
+        load(backend="onnxruntime", export_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="exported from 'tiny-random', not '/models/other'"):
+        load(backend="onnxruntime", export_dir=str(ort_export), model="/models/other")
+
+
+def test_tensorrt_backend_fails_load_naming_what_to_install(ort_export):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt imports here; the missing-library path cannot be shown")
+    from ov2_ros.engines import BackendUnavailableError
+
+    p = PerceptionPipeline(PipelineConfig(segment=False, backend="tensorrt", export_dir=str(ort_export)))
+    with pytest.raises(BackendUnavailableError, match="needs TensorRT.*pip install tensorrt"):
+        p.load()
+    assert p.missing == {}                   # a failure to start, not a silently missing stage
+
+
+def test_trim_heap_returns_freed_memory_where_glibc_runs():
+    import os
+    import platform
+
+    from ov2_ros.pipeline import trim_heap
+
+    if platform.libc_ver()[0] != "glibc":
+        assert trim_heap() is False
+        return
+
+    def rss_kib() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+    blocks = [bytearray(64 << 10) for _ in range(4000)]     # 256 MB of heap blocks (below the mmap threshold)
+    kept = blocks[1::2]                                      # every other one stays: the freed ones are holes
+    del blocks                                               # that free() alone cannot give back
+    before = rss_kib()
+    assert trim_heap() is True
+    assert before - rss_kib() > 64 << 10                     # > 64 MB of the 128 MB freed left the process
+    assert len(kept) == 2000

@@ -13,7 +13,8 @@ import argparse
 HELP = "run the ov2_node ROS 2 node (H.264 + queries in; answers, points, waypoints, masks out)"
 
 # CLI flag (dest) -> ROS parameter name; only flags the user gave are passed, so the params file keeps the rest
-FLAG_PARAMS = {"model": "model", "device": "device", "backend": "backend", "default_task": "default_task",
+FLAG_PARAMS = {"model": "model", "device": "device", "backend": "backend", "export_dir": "export_dir",
+               "default_task": "default_task",
                "mode": "tokenizer.mode", "canvases": "tokenizer.window_canvases", "rerun": "rerun",
                "no_segment": "segment", "segment_model": "segment_model", "codec": "codec"}
 
@@ -22,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="tiny-random (random weights: meaningless answers), an HF id or a folder")
     parser.add_argument("--device", help="torch device: cpu, cuda, cuda:0")
     parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"))
+    parser.add_argument("--export-dir", metavar="DIR",
+                        help="onnxruntime/tensorrt: the folder `ov2-ros export --parts vision,decoder` wrote")
     parser.add_argument("--default-task", choices=("track", "point", "waypoints", "ground", "ask"),
                         help="task for queries without a prefix")
     parser.add_argument("--mode", choices=("codec", "uniform", "hybrid"), help="tokenization mode")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ov2_ros.eval.annotations import VideoAnnotation
-from ov2_ros.eval.replay import ReplayConfig, replay_bag
+from ov2_ros.eval.replay import ReplayConfig, pipeline_config, replay_bag
 from ov2_ros.eval.report import ReportEntry, write_report
 from ov2_ros.eval.scoring import evaluate, json_metrics
 
@@ -40,9 +40,9 @@ def compare_modes(bag: str | Path, gt: VideoAnnotation, modes: tuple[str, str], 
         raise ValueError(f"compare needs two different modes, got {modes}")
     out_dir = Path(out_dir)
     if runtime is None:     # one model for both runs: same weights, loaded once
-        from ov2_ros.model import load_runtime
+        from ov2_ros.pipeline import load_model_runtime
 
-        runtime = load_runtime(config.model, device=config.device, max_new_tokens=config.max_new_tokens)
+        runtime = load_model_runtime(pipeline_config(config))
     entries = []
     for mode in modes:
         replay_dir = out_dir / mode

@@ -81,10 +81,23 @@ class ReplayConfig:
     segment: bool = True               # SAM2 masks for track/point answers
     max_new_tokens: int = 128
     device: str = "cpu"
+    backend: str = "torch"             # torch | onnxruntime | tensorrt (PipelineConfig.backend)
+    export_dir: str = ""               # what `ov2-ros export` wrote, for onnxruntime/tensorrt
     storage: Storage = "mcap"          # of the results bag
     uniform_group_frames: int = 32     # uniform mode's fixed group length (match codec's to equal total tokens)
     encode_fps: float = 30.0           # raw/JPEG input only: the bridge encoder's nominal rate
     encode_gop: int = 30
+
+
+def pipeline_config(config: ReplayConfig, codec: str = "h264") -> Any:
+    """The live node's ``PipelineConfig`` for a replay: every group's window is due (rerun per group)."""
+    from ov2_ros.pipeline import PipelineConfig
+
+    return PipelineConfig(tokenizer=TokenizerConfig(mode=config.mode, window_canvases=config.canvases,
+                                                    uniform_group_frames=config.uniform_group_frames),
+                          model=config.model, device=config.device, segment=config.segment, rerun="group",
+                          max_new_tokens=config.max_new_tokens, backend=config.backend,
+                          export_dir=config.export_dir, codec=codec)
 
 
 def group_record(group: FrameGroup) -> GroupRecord:
@@ -116,7 +129,7 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
     pass an already-loaded model/SAM2 to the pipeline (the compare mode loads once for both runs)."""
     from tqdm import tqdm
 
-    from ov2_ros.pipeline import PerceptionPipeline, PipelineConfig
+    from ov2_ros.pipeline import PerceptionPipeline
 
     bag, out_dir = Path(bag), Path(out_dir)
     t_start = time.perf_counter()
@@ -125,13 +138,8 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
     first = next(images, None)
     if first is None:
         raise EvalError(f"bag {bag}: topic {config.topic} has no messages")
-    pipeline = PerceptionPipeline(
-        PipelineConfig(tokenizer=TokenizerConfig(mode=config.mode, window_canvases=config.canvases,
-                                                 uniform_group_frames=config.uniform_group_frames),
-                       model=config.model, device=config.device, segment=config.segment, rerun="group",
-                       max_new_tokens=config.max_new_tokens,
-                       codec="hevc" if first.kind == "hevc" else "h264"),     # raw/JPEG are encoded to H.264
-        runtime=runtime, tracker_factory=tracker_factory)
+    pipeline = PerceptionPipeline(pipeline_config(config, "hevc" if first.kind == "hevc" else "h264"),
+                                  runtime=runtime, tracker_factory=tracker_factory)   # raw/JPEG are encoded to H.264
     missing = pipeline.load()
     pipeline.set_query(config.query)
     _prepare_out(out_dir)

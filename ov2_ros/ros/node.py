@@ -143,6 +143,7 @@ class Ov2Node(Node):
                       if key != "canvases" or self._settings["publish_canvases"]}
         self._diag_timer = self.create_timer(self._settings["diagnostics_period_s"], self._publish_diagnostics)
         self.get_logger().info(f"configured: model={self.config.model} device={self.config.device} "
+                               f"backend={self.config.backend} "
                                f"mode={self.config.tokenizer.mode} default_task={self.config.default_task}")
         return super().on_configure(state)
 
@@ -150,9 +151,10 @@ class Ov2Node(Node):
         assert self.pipeline is not None and self.config is not None
         try:
             missing = self.pipeline.load()
-        except Exception as exc:  # noqa: BLE001 - a checkpoint that fails to load must not kill the process
-            self._report("model", "error", f"model load failed ({self.config.model}): {type(exc).__name__}: {exc}")
-            self.get_logger().error(f"activate failed: could not load {self.config.model!r}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a checkpoint/backend that fails to load must not kill the process
+            where = f"{self.config.model} on the {self.config.backend} backend"
+            self._report("model", "error", f"model load failed ({where}): {type(exc).__name__}: {exc}")
+            self.get_logger().error(f"activate failed: could not load {where}: {exc}")
             self._publish_diagnostics()
             return TransitionCallbackReturn.ERROR
         for stage, why in missing.items():

@@ -24,6 +24,8 @@ _PIPELINE_HELP = {
     "model": "VLM checkpoint: 'tiny-random' (random weights, plumbing only), an HF id or a local directory",
     "device": "torch device for the model and SAM2: cpu, cuda, cuda:0",
     "backend": "inference backend: torch, onnxruntime or tensorrt",
+    "export_dir": "onnxruntime/tensorrt: the folder `ov2-ros export --parts vision,decoder` wrote for this model "
+                  "('' with torch)",
     "max_new_tokens": "generation budget per answer",
     "segment": "grow SAM2 masks from track/point answers",
     "segment_model": "SAM2 checkpoint: 'tiny-random', an HF id (facebook/sam2.1-hiera-tiny) or a local directory",
@@ -32,6 +34,7 @@ _PIPELINE_HELP = {
     "rerun_period_s": "seconds between re-runs when rerun is 'period'",
     "frame_ring": "decoded frames kept for SAM2 (bounds memory; about 3 MB per 1080p frame)",
     "segment_max_frames": "newest frames SAM2 propagates to per answer (bounds SAM2 time per answer)",
+    "trim_memory": "return freed heap to the OS after each answer (glibc malloc_trim; keeps the RSS floor flat)",
 }
 _TOKENIZER_HELP = {
     "mode": "token selection: codec (bit-cost groups + MV/residual blocks), uniform or hybrid",

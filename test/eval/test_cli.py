@@ -76,6 +76,15 @@ def test_missing_topic(small_clip, stamps, tmp_path, capsys):
     _one_error_line(capsys, "ov2-ros replay: error:", "no topic '/front/image'", "/camera/image/compressed")
 
 
+@pytest.mark.parametrize("backend, fragment", [(["--backend", "onnxruntime"], "needs export_dir"),
+                                                (["--backend", "onnxruntime", "--export-dir", "nowhere"],
+                                                 "no manifest")])
+def test_backend_that_cannot_start(small_clip, stamps, tmp_path, capsys, backend, fragment):
+    bag = write_image_bag(tmp_path / "b", stamps(4), small_clip.aus[:4])
+    assert main(["replay", str(bag), "--query", "q", *SMALL, *backend]) == 2
+    _one_error_line(capsys, "ov2-ros replay: error:", fragment)
+
+
 def test_clock_jump(small_clip, tmp_path, capsys):
     with BagWriter(tmp_path / "b") as w:
         for i, au in enumerate(small_clip.aus[:5]):

@@ -17,6 +17,8 @@ def test_run_flags_become_ros_parameters_and_remaps():
                                    "-p", "segment:=false", "-r", "image/compressed:=/cam/h264",
                                    "-p", "qos_depth:=5"]
     assert ros_arguments(build_parser().parse_args(["run"])) == ["--ros-args"]   # the params file keeps the rest
+    args = build_parser().parse_args(["run", "--backend", "onnxruntime", "--export-dir", "/exports/tiny"])
+    assert ros_arguments(args) == ["--ros-args", "-p", "backend:=onnxruntime", "-p", "export_dir:=/exports/tiny"]
 
 
 def test_demo_plays_answers_and_records_an_mcap_bag(tmp_path, capsys):

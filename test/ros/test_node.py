@@ -235,3 +235,50 @@ def test_lifecycle_activate_failure_returns_error_and_deactivate_frees_the_model
     good = start_node(ros, make_runtime(), segment=False)
     good.trigger_deactivate()
     assert good.pipeline._runtime is None and good._worker is None
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"backend": "tensorrt", "export_dir": "/nonexistent/export"}, "needs TensorRT"),
+    ({"backend": "onnxruntime"}, "needs export_dir"),
+    ({"backend": "onnxruntime", "export_dir": "/nonexistent/export"}, "no manifest"),
+])
+def test_backend_that_cannot_start_fails_activate_with_the_reason(ros, params, fragment):
+    import importlib.util
+
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    if params["backend"] == "tensorrt" and importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt imports here; the missing-library path cannot be shown")
+    out = outputs(ros)
+    node = start_node(ros, None, segment=False, autostart=False, **params)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.ERROR      # logged and reported, no crash
+    assert node.state == "unconfigured" and node._worker is None
+    ros.wait_until(lambda: fragment in diag_text(out["diag"]), 5, "backend failure on /diagnostics")
+    text = diag_text(out["diag"])
+    assert f"model load failed (tiny-random on the {params['backend']} backend)" in text
+
+
+def test_onnxruntime_backend_answers_on_the_answer_topic(ros, small_clip, tmp_path):
+    """The node loads the exported parts (backend + export_dir parameters) and answers from them."""
+    from ov2_ros.engines.export import export_model
+    from ov2_ros.engines.runtime import EngineVlmRuntime
+
+    from ov2_ros.pipeline import PerceptionPipeline
+    from ov2_ros.ros.params import pipeline_config
+
+    probe = PerceptionPipeline(pipeline_config(FAST))
+    for au in small_clip.aus[:40]:
+        probe.push(au)
+    canvas = probe.window.canvas_size                       # the canvas size FAST makes of this clip
+    export_model("tiny-random", tmp_path, parts=("vision", "decoder"), canvas_hw=canvas)
+    out = outputs(ros)
+    node = start_node(ros, None, segment=False, backend="onnxruntime", export_dir=str(tmp_path), max_new_tokens=4)
+    assert node.state == "active" and isinstance(node.pipeline._runtime, EngineVlmRuntime)
+    stream = Stream(ros)
+    send_query(ros, "ask: what moves?")
+    stream.play(small_clip.aus[:48])
+    ros.wait_until(lambda: out["answer"], 30, "an answer from the onnxruntime backend")
+    payload = json.loads(out["answer"][-1].data)
+    assert payload["task"] == "ask" and payload["window"]["end_frame"] > payload["window"]["start_frame"]
+    assert node.pipeline.stats.model_errors == 0
