@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ov2_ros.codec.errors import UnsupportedFormatError
 from ov2_ros.eval.errors import BagError, ClockJumpError, TopicNotFoundError
+from ov2_ros.images import encoded_to_rgb, payload_kind, raw_to_rgb
 
 Storage = Literal["mcap", "sqlite3"]
 ImageKind = Literal["h264", "hevc", "jpeg", "png", "raw"]
@@ -26,9 +28,6 @@ IMAGE_TYPES = (COMPRESSED, RAW)
 # output topic -> message type, as the live node publishes them (DESIGN.md contract 4), under the root namespace
 OUTPUT_TOPICS = {"/answer": "std_msgs/msg/String", "/tracking/points": "geometry_msgs/msg/PointStamped",
                  "/waypoints": "nav_msgs/msg/Path", "/mask": "sensor_msgs/msg/Image"}
-_COMPRESSED_KINDS = {"h264": "h264", "avc": "h264", "h.264": "h264", "hevc": "hevc", "h265": "hevc",
-                     "h.265": "hevc", "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
-_RAW_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 
 
 def typestore() -> Any:
@@ -95,26 +94,10 @@ def _stamp_ns(header: Any, log_ns: int) -> int:
 
 def compressed_kind(fmt: str, where: str) -> ImageKind:
     """The payload kind named by a CompressedImage ``format`` (``h264``, ``rgb8; jpeg compressed bgr8``, ...)."""
-    for token in fmt.lower().replace(";", " ").split():
-        if token in _COMPRESSED_KINDS:
-            return _COMPRESSED_KINDS[token]   # type: ignore[return-value]
-    raise BagError(f"{where}: CompressedImage format {fmt!r} is none of h264, hevc, jpeg, png")
-
-
-def raw_to_rgb(msg: Any, where: str) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> RGB uint8 (H, W, 3)."""
-    enc = msg.encoding.lower()
-    if enc not in _RAW_CHANNELS:
-        raise BagError(f"{where}: image encoding {msg.encoding!r} not supported (use one of {sorted(_RAW_CHANNELS)})")
-    c = _RAW_CHANNELS[enc]
-    buf = np.asarray(msg.data, np.uint8).reshape(-1)
-    if msg.step < msg.width * c or buf.size < msg.step * msg.height:
-        raise BagError(f"{where}: {msg.width}x{msg.height} {enc} image with step {msg.step} has only {buf.size} bytes")
-    img = buf[: msg.step * msg.height].reshape(msg.height, msg.step)[:, : msg.width * c]
-    img = img.reshape(msg.height, msg.width, c)
-    if c == 1:
-        return np.repeat(img, 3, axis=2)
-    return np.ascontiguousarray(img[..., 2::-1] if enc.startswith("bgr") else img[..., :3])
+    kind = payload_kind(fmt)
+    if kind is None:
+        raise BagError(f"{where}: CompressedImage format {fmt!r} is none of h264, hevc, jpeg, png")
+    return kind
 
 
 def read_images(path: str | Path, topic: str) -> Iterator[BagImage]:
@@ -144,7 +127,11 @@ def read_images(path: str | Path, topic: str) -> Iterator[BagImage]:
                                      f"(clock jump of {(stamp - prev_ns) / 1e9:+.3f} s)")
             prev_ns = stamp
             if msgtype == RAW:
-                yield BagImage(index, stamp, msg.header.frame_id, "raw", rgb=raw_to_rgb(msg, where))
+                try:
+                    rgb = raw_to_rgb(msg.encoding, msg.width, msg.height, msg.step, msg.data, where)
+                except UnsupportedFormatError as exc:
+                    raise BagError(str(exc)) from exc
+                yield BagImage(index, stamp, msg.header.frame_id, "raw", rgb=rgb)
                 continue
             kind = compressed_kind(msg.format, where)
             if first_kind is not None and kind != first_kind:
@@ -157,14 +144,12 @@ def read_images(path: str | Path, topic: str) -> Iterator[BagImage]:
 
 def image_rgb(image: BagImage) -> np.ndarray:
     """RGB uint8 (H, W, 3) of a raw or JPEG/PNG image."""
-    import cv2
-
     if image.rgb is not None:
         return image.rgb
-    bgr = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise BagError(f"message {image.index}: {image.kind} bytes do not decode to an image")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    try:
+        return encoded_to_rgb(image.data, f"message {image.index} ({image.kind})")
+    except UnsupportedFormatError as exc:
+        raise BagError(str(exc)) from exc
 
 
 def access_units(images: Iterable[BagImage], fps: float = 30.0, gop: int = 30) -> Iterator[tuple[bytes, int]]:

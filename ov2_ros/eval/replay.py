@@ -20,9 +20,10 @@ import cv2
 from ov2_ros.codec.types import FrameGroup, Mode, TokenizerConfig
 from ov2_ros.eval.bags import BagImage, BagWriter, Storage, access_units, message_count, read_images
 from ov2_ros.eval.errors import EvalError
-from ov2_ros.eval.outputs import ResultsBag, mask_union
+from ov2_ros.eval.outputs import ResultsBag
 from ov2_ros.eval.results import (MASKS_DIR, RESULTS_BAG, RESULTS_FILE, GroupRecord, ReplayResults, WindowRecord,
                                   answer_record, save_results)
+from ov2_ros.results import mask_union
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ Pixel coordinates stay pixels (x right, y down, in the source frame), as DESIGN.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,10 +20,11 @@ from std_msgs.msg import ColorRGBA, Header, String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ov2_ros.codec.errors import UnsupportedFormatError
+from ov2_ros.images import encoded_to_rgb, payload_kind, raw_to_rgb
 from ov2_ros.model.answer import Answer
+from ov2_ros.results import answer_json, located_points, mask_union, waypoint_frame
 
 VIDEO_FORMATS = ("h264", "hevc")
-_FORMAT_ALIASES = {"h264": "h264", "avc": "h264", "h.264": "h264", "hevc": "hevc", "h265": "hevc", "h.265": "hevc"}
 _LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR,
            "stale": DiagnosticStatus.STALE}
 
@@ -32,10 +32,9 @@ _LEVELS = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": Di
 # ---------------------------------------------------------------- inputs
 def video_format(msg: CompressedImage, topic: str = "image/compressed") -> str:
     """``h264`` or ``hevc`` from a CompressedImage ``format`` field; anything else (jpeg, png) is refused by name."""
-    fmt = (msg.format or "").strip().lower()
-    for token in fmt.replace(";", " ").split():
-        if token in _FORMAT_ALIASES:
-            return _FORMAT_ALIASES[token]
+    kind = payload_kind(msg.format)
+    if kind in VIDEO_FORMATS:
+        return kind
     raise UnsupportedFormatError(
         f"{topic}: format {msg.format!r} is not an H.264/HEVC access unit; publish h264 (Annex-B, one AU per message)"
         f" or run h264_encoder_node to convert raw/JPEG images")
@@ -51,31 +50,12 @@ def copy_header(header: Header) -> Header:
 
 def image_to_rgb(msg: Image) -> np.ndarray:
     """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> RGB uint8 (H, W, 3)."""
-    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-    enc = msg.encoding.lower()
-    if enc not in channels:
-        raise UnsupportedFormatError(f"image encoding {msg.encoding!r} not supported (use one of {sorted(channels)})")
-    c = channels[enc]
-    buf = np.frombuffer(bytes(msg.data), np.uint8)
-    if msg.step < msg.width * c or buf.size < msg.step * msg.height:
-        raise UnsupportedFormatError(f"image {msg.width}x{msg.height} {enc}: step {msg.step} / {buf.size} bytes "
-                                     "do not hold the picture")
-    img = buf[: msg.step * msg.height].reshape(msg.height, msg.step)[:, : msg.width * c].reshape(
-        msg.height, msg.width, c)
-    if c == 1:
-        return np.repeat(img, 3, axis=2)
-    rgb = img[..., :3]
-    return np.ascontiguousarray(rgb[..., ::-1] if enc.startswith("bgr") else rgb)
+    return raw_to_rgb(msg.encoding, msg.width, msg.height, msg.step, bytes(msg.data))
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     """A JPEG/PNG CompressedImage -> RGB uint8 (H, W, 3)."""
-    import cv2
-
-    bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise UnsupportedFormatError(f"CompressedImage with format {msg.format!r}: bytes are not a decodable image")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    return encoded_to_rgb(bytes(msg.data), f"CompressedImage with format {msg.format!r}")
 
 
 def h264_message(au: bytes, header: Header) -> CompressedImage:
@@ -84,26 +64,12 @@ def h264_message(au: bytes, header: Header) -> CompressedImage:
 
 # ---------------------------------------------------------------- outputs
 def answer_to_json(answer: Answer, query_text: str, stamps: Mapping[int, Header]) -> str:
-    """The ``answer`` topic payload: task, text, parsed result, window span (seconds, frames, source stamps)."""
-    d = answer.to_json_dict()
-    start, end = answer.window_frames
-    window = {"start_s": answer.window_span[0], "end_s": answer.window_span[1], "start_frame": start,
-              "end_frame": end}
-    first, last = stamps.get(start), stamps.get(end - 1) if end > start else None
-    if first is not None:
-        window["start_stamp"] = stamp_seconds(first.stamp)
-    if last is not None:
-        window["end_stamp"] = stamp_seconds(last.stamp)
-    payload = {"task": answer.task, "query": query_text, "text": answer.text,
-               "result": {k: d[k] for k in ("tracks", "points", "waypoints", "waypoint_frame", "spans")},
-               "window": window, "errors": list(answer.errors), "latency_s": answer.latency_s}
-    return json.dumps(payload, default=_jsonable)
+    """The ``answer`` topic payload (``ov2_ros.results.answer_json``) with the frames' header stamps."""
+    def stamp_s(frame: int) -> float | None:
+        header = stamps.get(frame)
+        return None if header is None else stamp_seconds(header.stamp)
 
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
+    return answer_json(answer, query_text, stamp_s, answer.latency_s)
 
 
 def answer_message(answer: Answer, query_text: str, stamps: Mapping[int, Header]) -> String:
@@ -117,21 +83,15 @@ def _header_for(frame: int, stamps: Mapping[int, Header], fallback: Header) -> H
 
 def tracks_to_points(answer: Answer, stamps: Mapping[int, Header], fallback: Header) -> list[PointStamped]:
     """One PointStamped per track point and per ``point`` answer: x, y pixels, z = object id (points: -1)."""
-    out = [PointStamped(header=_header_for(t.frame, stamps, fallback), point=PointMsg(x=float(t.x), y=float(t.y),
-                                                                                       z=float(t.obj_id)))
-           for t in answer.tracks]
-    out += [PointStamped(header=_header_for(p.frame, stamps, fallback), point=PointMsg(x=float(p.x), y=float(p.y),
-                                                                                        z=-1.0))
-            for p in answer.points]
-    return out
+    return [PointStamped(header=_header_for(frame, stamps, fallback), point=PointMsg(x=x, y=y, z=z))
+            for frame, x, y, z in located_points(answer)]
 
 
 def waypoints_to_path(answer: Answer, stamps: Mapping[int, Header], fallback: Header) -> Path | None:
     """nav_msgs/Path in pixels (x, y) with z the normalised depth; stamped with the frame the waypoints refer to."""
     if not answer.waypoints:
         return None
-    frame = answer.waypoint_frame if answer.waypoint_frame is not None else answer.window_frames[1] - 1
-    header = _header_for(frame, stamps, fallback)
+    header = _header_for(waypoint_frame(answer), stamps, fallback)
     path = Path(header=header)
     for w in answer.waypoints:
         pose = PoseStamped(header=copy_header(header))
@@ -161,19 +121,19 @@ def masks_to_images(masks: Mapping[int, Any], header: Header) -> tuple[Image | N
     ``masks``: obj_id -> object with ``.mask`` (H, W) bool and ``.lost``. Lost objects contribute nothing. The id
     image holds ``obj_id + 1`` (0 = background), so ids 0..254 fit mono8; others are refused.
     """
-    live = {k: m for k, m in masks.items() if not getattr(m, "lost", False)}
-    if not masks:
+    union = mask_union(masks)
+    if union is None:
         return None, None
-    shape = next(iter(masks.values())).mask.shape
-    union = np.zeros(shape, np.uint8)
-    ids = np.zeros(shape, np.uint8)
-    for obj_id, m in sorted(live.items()):
+    live = {k: m for k, m in sorted(masks.items()) if not getattr(m, "lost", False)}
+    for obj_id in live:
         if not 0 <= obj_id < 255:
             raise ValueError(f"object id {obj_id} does not fit the mono8 mask/ids image (0..254)")
-        on = np.asarray(m.mask, bool)
-        union[on] = 255
-        ids[on] = obj_id + 1
-    return mono8_image(union, header), (mono8_image(ids, header) if len(masks) > 1 else None)
+    if len(masks) == 1:
+        return mono8_image(union, header), None
+    ids = np.zeros(union.shape, np.uint8)
+    for obj_id, m in live.items():
+        ids[np.asarray(m.mask, bool)] = obj_id + 1
+    return mono8_image(union, header), mono8_image(ids, header)
 
 
 _PALETTE = [(0.9, 0.2, 0.2), (0.2, 0.8, 0.2), (0.2, 0.4, 0.9), (0.9, 0.8, 0.1), (0.8, 0.2, 0.8), (0.1, 0.8, 0.8)]
@@ -208,8 +168,7 @@ def answer_markers(answer: Answer, stamps: Mapping[int, Header], fallback: Heade
         m.points = [PointMsg(x=p.x * pixel_scale, y=p.y * pixel_scale, z=0.0) for p in answer.points]
         out.markers.append(m)
     if answer.waypoints:
-        frame = answer.waypoint_frame if answer.waypoint_frame is not None else answer.window_frames[1] - 1
-        m = Marker(header=_header_for(frame, stamps, fallback), ns="waypoints", id=0, type=Marker.LINE_STRIP,
+        m = Marker(header=_header_for(waypoint_frame(answer), stamps, fallback), ns="waypoints", id=0, type=Marker.LINE_STRIP,
                    action=Marker.ADD, color=_color(1))
         m.scale.x = 3 * pixel_scale
         m.pose.orientation.w = 1.0

@@ -138,3 +138,23 @@ def test_canvases_mosaic_layout():
     mosaic = convert.canvases_mosaic(px, columns=4)
     assert mosaic.shape == (4, 12, 3)
     assert mosaic[0, 3, 0] == 1 and mosaic[2, 0, 0] == 4 and mosaic[2, 4, 0] == 0
+
+
+def test_live_answer_equals_the_replay_bags_answer(tmp_path):
+    """One layout: the node's answer JSON and the one replay writes to its results bag agree but for latency."""
+    from rosbags.rosbag2 import Reader
+
+    from ov2_ros.eval.bags import BagWriter, typestore
+    from ov2_ros.eval.outputs import ResultsBag
+
+    answer = Answer(task="track", text="<tracks>", window_frames=(2, 9), window_span=(0.0, 0.3), latency_s=1.5,
+                    tracks=(TrackPoint(3, 0.1, 1, 10.0, 20.0),), points=(Point(8, 0.3, 1.5, 2.5),),
+                    waypoints=(Waypoint(1.0, 2.0, 0.5),), errors=("one track dropped",))
+    with BagWriter(tmp_path / "out", "sqlite3") as w:
+        ResultsBag(w, "cam", lambda f: (100 + f) * 1_000_000_000 + 500).write_window(answer, "track: x", {})
+    with Reader(tmp_path / "out") as reader:
+        replayed = [json.loads(typestore().deserialize_cdr(raw, c.msgtype).data)
+                    for c, _, raw in reader.messages() if c.topic == "/answer"]
+    live = json.loads(convert.answer_to_json(answer, "track: x", STAMPS))
+    assert live.pop("latency_s") == 1.5 and replayed[0].pop("latency_s") is None
+    assert replayed == [live]
