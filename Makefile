@@ -24,7 +24,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 # Benchmark extras live in their own venv: the official offline tool (codec-video-prep) pins numpy<2. It shells out

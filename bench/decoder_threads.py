@@ -45,26 +45,6 @@ def decode_once(aus: list[bytes], threads: str, thread_count: int) -> tuple[tupl
     return (time.perf_counter() - t0, time.process_time() - c0), delays, frames
 
 
-def pyav_floor(aus: list[bytes], thread_count: int) -> float:
-    """Wall seconds of bare PyAV (FRAME threads, export_mvs, Y view + MV array per frame): StreamDecoder's floor."""
-    import av
-
-    from ov2_ros.codec.decoder import luma_view, motion_vectors
-
-    t0 = time.perf_counter()
-    ctx = av.CodecContext.create("h264", "r")
-    ctx.options = {"flags2": "+export_mvs"}
-    ctx.thread_type, ctx.thread_count = "FRAME", thread_count
-    for au in [*aus, None]:
-        packet = None
-        if au is not None:
-            packet = av.Packet(len(au))
-            packet.update(au)
-        for frame in ctx.decode(packet):
-            luma_view(frame), motion_vectors(frame)
-    return time.perf_counter() - t0
-
-
 def same_mvs_and_luma(a: list, b: list) -> bool:
     """Field by field (the MV struct has uninitialised padding bytes)."""
     return len(a) == len(b) and all(
@@ -95,7 +75,7 @@ def main() -> int:
             (wall, cpu_s), _, _ = decode_once(aus, m, args.thread_count)
             samples[m].append(wall)
             cpu[m].append(cpu_s)
-        floor.append(pyav_floor(aus, args.thread_count))
+        floor.append(common.timed(lambda: common.pyav_decode_floor(aus, args.thread_count))[1])
 
     base_fps = len(aus) / statistics.median(samples["none"])
     table = common.Table(f"StreamDecoder threading, {width}x{height}, {len(aus)} AUs, thread_count="
