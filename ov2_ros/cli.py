@@ -25,7 +25,9 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ov2-ros", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ov2-ros", description="Language-grounded video perception from H.264 codec-stream tokens with "
+        "LLaVA-OneVision-2, for ROS 2.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         try:
