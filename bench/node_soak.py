@@ -76,7 +76,7 @@ def soak(aus: list[bytes], args) -> dict:
                                         Parameter("segment", value=args.segment),
                                         Parameter("max_new_tokens", value=args.max_new_tokens),
                                         Parameter("inference_nice", value=args.inference_nice),
-                                        Parameter("trim_memory", value=not args.no_trim_memory)])
+                                        Parameter("trim_memory", value=args.trim_memory)])
     executor.add_node(helper)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -143,7 +143,7 @@ def analyse(run: dict, baseline_s: list[float], args) -> dict:
     return {
         "duration_min": args.minutes, "stream": f"{args.width}x{args.height}@{FPS:.0f} H.264 (libx264, gop 60)",
         "model": args.model, "device": args.device, "segment": args.segment, "query": not args.no_query,
-        "inference_nice": args.inference_nice, "trim_memory": not args.no_trim_memory, "qos_depth": run["qos_depth"],
+        "inference_nice": args.inference_nice, "trim_memory": args.trim_memory, "qos_depth": run["qos_depth"],
         "aus_published": run["published"], "aus_decoded": last["decoded_calls"],
         "packets_dropped_before_decode": run["published"] - last["decoded_calls"] + last["transport_lost"],
         "transport_lost": last["transport_lost"],
@@ -176,8 +176,8 @@ def main() -> int:
     parser.add_argument("--inference-nice", type=int, default=10,
                         help="the node's inference_nice parameter (default 10); other values write "
                              "node_soak_niceN.json")
-    parser.add_argument("--no-trim-memory", action="store_true",
-                        help="trim_memory:=false (no malloc_trim after answers); writes node_soak*_no_trim.json")
+    parser.add_argument("--trim-memory", action="store_true",
+                        help="trim_memory:=true (malloc_trim after each answer); writes node_soak*_trim.json")
     args = parser.parse_args()
     args.width, args.height = (int(v) for v in args.size.split("x"))
 
@@ -211,7 +211,7 @@ def main() -> int:
     print(f"median latency ratio node / baseline: {common.fmt(result['latency_ratio_median'])}")
     name = "node_soak" + ("_no_query" if args.no_query else "") + (
         f"_nice{args.inference_nice}" if args.inference_nice != 10 else "") + (
-        f"_{args.minutes:g}min" if args.minutes != 10 else "") + ("_no_trim" if args.no_trim_memory else "")
+        f"_{args.minutes:g}min" if args.minutes != 10 else "") + ("_trim" if args.trim_memory else "")
     path = common.write_results(name, result)
     print(f"wrote {path}")
     return 0

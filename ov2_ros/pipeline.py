@@ -52,7 +52,7 @@ class PipelineConfig:
     rerun_period_s: float = 2.0
     frame_ring: int = 64                 # decoded frames kept for SAM2 (bounds memory: ~3 MB each at 1080p)
     segment_max_frames: int = 16         # newest ring frames SAM2 is given per job (bounds its time per answer)
-    trim_memory: bool = True             # hand freed heap back to the OS after each answer (glibc malloc_trim)
+    trim_memory: bool = False            # hand freed heap back to the OS after each answer (glibc malloc_trim)
 
     def __post_init__(self) -> None:
         if self.default_task not in TASKS:
@@ -133,22 +133,24 @@ class PipelineStats:
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _glibc() -> ctypes.CDLL | None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
         return None
 
 
 def trim_heap() -> bool:
     """Hand freed heap pages back to the OS (glibc ``malloc_trim(0)``, every arena); False where unavailable.
 
-    A CPU answer allocates and frees ~2 GB of activations from the inference thread; glibc keeps much of it in that
-    thread's arena, so the process RSS between answers creeps up without any leak."""
-    trim = _malloc_trim()
-    return bool(trim is not None and trim(0))
+    Why: a CPU answer allocates and frees ~2 GB of activations from the inference thread. glibc serves blocks up to
+    32 MB from its arenas once its mmap threshold has risen, and arenas keep what is freed: trimming after each
+    answer holds ~30% less memory between answers, but the next answer faults those pages back in, and the soak
+    showed slower decode callbacks on 2 CPU cores, so it is opt-in (``trim_memory``; docs/node.md, soak numbers)."""
+    libc = _glibc()
+    return bool(libc is not None and libc.malloc_trim(0))
 
 
 class PerceptionPipeline:
