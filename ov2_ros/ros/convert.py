@@ -50,7 +50,7 @@ def copy_header(header: Header) -> Header:
 
 def image_to_rgb(msg: Image) -> np.ndarray:
     """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> RGB uint8 (H, W, 3)."""
-    return raw_to_rgb(msg.encoding, msg.width, msg.height, msg.step, bytes(msg.data))
+    return raw_to_rgb(msg.encoding, msg.width, msg.height, msg.step, bytes(msg.data), "sensor_msgs/Image")
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
