@@ -148,7 +148,7 @@ def trim_heap() -> bool:
     Why: a CPU answer allocates and frees ~2 GB of activations from the inference thread. glibc serves blocks up to
     32 MB from its arenas once its mmap threshold has risen, and arenas keep what is freed: trimming after each
     answer holds ~30% less memory between answers, but the next answer faults those pages back in, and the soak
-    showed slower decode callbacks on 2 CPU cores, so it is opt-in (``trim_memory``; docs/node.md, soak numbers)."""
+    showed slower decode callbacks on 2 CPU cores, so it is opt-in (``trim_memory``; README.md, soak numbers)."""
     libc = _glibc()
     return bool(libc is not None and libc.malloc_trim(0))
 
