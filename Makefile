@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-# torch first, pinned to the CPU wheel, so no later requirement pulls a CUDA build. Never torchvision.
+# torch first, pinned to the CPU wheel, so no later requirement pulls a CUDA build (and no vision add-on package).
 $(STAMP): requirements.txt requirements-dev.txt setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
