@@ -334,13 +334,6 @@ class TokenizeResult:
         }
 
 
-def _is_keyframe_au(au: bytes, codec: str) -> bool:
-    from ov2_ros.codec.nal import H264_IDR, HEVC_IRAP, nal_type, split_nal_units
-
-    kinds = {nal_type(n, codec) for n in split_nal_units(au) if n}
-    return H264_IDR in kinds if codec == "h264" else bool(kinds & HEVC_IRAP)
-
-
 def budget_grouper(path, config: TokenizerConfig, canvases: int, codec: str) -> PlannedGrouper:
     """A ``PlannedGrouper`` that cuts the file into ``canvases / canvases_per_group`` groups.
 
@@ -351,11 +344,12 @@ def budget_grouper(path, config: TokenizerConfig, canvases: int, codec: str) -> 
     the first keyframe are skipped, as the decoder's entry gate skips them.
     """
     from ov2_ros.codec.grouping import billed_bits, plan_group_ends, scene_cut_keyframes
+    from ov2_ros.codec.nal import is_entry_point, split_nal_units
     from ov2_ros.codec.source import iter_access_units
 
     sizes, keys, times = [], [], []
     for au, pts in iter_access_units(path):
-        key = _is_keyframe_au(au, codec)
+        key = is_entry_point(split_nal_units(au), codec)
         if keys or key:
             sizes.append(8 * len(au))
             keys.append(key)
