@@ -132,6 +132,19 @@ class PipelineStats:
     last_issue: str = ""
 
 
+def _detached(exc: BaseException) -> BaseException:
+    """``exc`` (and its cause/context chain) without tracebacks. A returned issue must not keep the frame that
+    caught it alive: that frame holds the issue itself, so exception -> traceback -> frame -> exception is a cycle
+    that pins the AU bytes, the pipeline and its FFmpeg context until the cyclic GC runs (issue 10, item 3)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
+    return exc
+
+
 @functools.cache
 def _glibc() -> ctypes.CDLL | None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
@@ -234,7 +247,7 @@ class PerceptionPipeline:
             try:
                 decoded = self._tokenizer.decoder.decode(au, stamp)
             except CodecError as exc:   # the decoder skipped this AU and kept its state
-                issue, decoded = exc, []
+                issue, decoded = _detached(exc), []
             t1 = time.perf_counter()
             groups = self._tokenize(decoded)
             self.stats.decode_s_total += t1 - t0

@@ -287,3 +287,33 @@ def test_trim_heap_returns_freed_memory_where_glibc_runs():
     assert trim_heap() is True
     assert before - rss_kib() > 64 << 10                     # > 64 MB of the 128 MB freed left the process
     assert len(kept) == 2000
+
+
+@pytest.fixture
+def no_cyclic_gc():
+    """Only reference counting frees memory while the test runs: what a process sees between GC runs."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def test_issues_keep_nothing_alive_without_the_cyclic_gc(small_clip, no_cyclic_gc):
+    """Issue 10 item 3: a returned issue used to hold its traceback -> push frame -> AU bytes and the pipeline."""
+    import random
+    import weakref
+
+    rng = random.Random(3)
+    p = make()
+    flipped = [bytes(b ^ ((rng.random() < 0.02) << rng.randrange(8)) for b in au) for au in small_clip.aus[1:30]]
+    results = [p.push(b"\x12\x34" + rng.randbytes(100_000), 0.0)] + feed(p, [small_clip.aus[0], *flipped])
+    issues = [r.issue for r in results if r.issue is not None]
+    assert isinstance(issues[0], BitstreamError) and len(issues) >= 2
+    assert all(e.__traceback__ is None for e in issues)
+    alive = weakref.ref(p), weakref.ref(p._tokenizer.decoder)
+    del p, results, issues
+    assert [r() for r in alive] == [None, None]
