@@ -33,6 +33,7 @@ EMPTY_MVS = np.zeros(0, dtype=MV_DTYPE)
 EMPTY_MVS.flags.writeable = False
 
 _PICT_TYPES = {1: "I", 2: "P", 3: "B", 4: "S", 5: "I", 6: "P", 7: "B"}   # SI->I, SP->P, BI->B
+_MAX_PICTURES_PER_MESSAGE = 64   # a batching sender sends a few; 1 MB of 4-byte "slices" would be 250k decodes
 _PENDING_LIMIT = 256   # AUs whose frame never came out (errors) are forgotten after this many newer ones
 _MAX_DRAIN_ERRORS = 64   # FFmpeg holds at most a DPB plus threads of pictures; more errors means a stuck context
 
@@ -193,8 +194,12 @@ class StreamDecoder:
         try:
             nals = validate_access_unit(au, self.codec)
             au = bytes(au)
-            if count_pictures(nals, self.codec) <= 1:
+            pictures = count_pictures(nals, self.codec)
+            if pictures <= 1:
                 return [(au, nals)]
+            if pictures > _MAX_PICTURES_PER_MESSAGE:
+                raise BitstreamError(f"one message holds {pictures} pictures (at most {_MAX_PICTURES_PER_MESSAGE}"
+                                     f" are split and decoded); send one access unit per message")
             return [(part, validate_access_unit(part, self.codec)) for part in split_access_units(au, self.codec)]
         except BitstreamError:
             self._counts["aus_in"] += 1
@@ -202,7 +207,11 @@ class StreamDecoder:
             raise
 
     def _decode_picture(self, au: bytes, nals: tuple[bytes, ...], stamp: Any, out: list[DecodedFrame]) -> None:
-        """Gate, restart on a new size, decode; append finished frames to ``out`` as they come (none get lost)."""
+        """Gate and decode; append finished frames to ``out`` as they come (none get lost).
+
+        A new picture size needs nothing here: FFmpeg re-initialises on the new SPS in every threading mode and
+        drains the old pictures first, in order (measured for H.264 with and without B-frames and for HEVC), and
+        ``_to_decoded`` notes the size each frame has."""
         self._counts["aus_in"] += 1
         try:
             data = self.gate.admit(nals, au)
@@ -212,7 +221,6 @@ class StreamDecoder:
         if data is None:
             self._counts["aus_gated"] += 1
             return
-        out += self._restart_on_new_resolution()
         pts = self._next_pts
         self._next_pts += 1
         self._pending[pts] = (stamp, 8 * len(au))
@@ -253,19 +261,6 @@ class StreamDecoder:
         self.gate.reset()               # the fresh context needs an entry point
         return frames, errors
 
-    def _restart_on_new_resolution(self) -> list[DecodedFrame]:
-        """If the AU's SPS announces another size, finish the old stream and start a fresh context for the new one."""
-        new = self.gate.sps_resolution
-        if new is None or self.resolution is None or new == self.resolution:
-            if self.resolution is None:
-                self.resolution = new
-            return []
-        frames, _ = self._drain()       # a bad picture of the old stream is counted and not worth failing the new one
-        self.gate.open = True           # the AU that triggered this passed the gate: it is an entry point
-        self.resolution = new
-        self._counts["resolution_changes"] += 1
-        return frames
-
     def _forget_stale(self, pts: int) -> None:
         if len(self._pending) > _PENDING_LIMIT:
             for k in [k for k in self._pending if k < pts - _PENDING_LIMIT]:
@@ -281,7 +276,7 @@ class StreamDecoder:
         self._counts["frames_out"] += 1
         self._counts["frames_corrupt"] += frame.is_corrupt
         size = (frame.width, frame.height)
-        if self.resolution != size:     # a size no parsed SPS announced (belt and braces: FFmpeg's word is final)
+        if self.resolution != size:     # FFmpeg's word on the size is final
             if self.resolution is not None:
                 self._counts["resolution_changes"] += 1
             self.resolution = size

@@ -100,19 +100,30 @@ def remove_emulation_prevention(nal: bytes) -> bytes:
 
 
 class BitReader:
-    """MSB-first reader over RBSP bytes with the exp-Golomb codes of H.264 clause 9.1."""
+    """MSB-first reader over RBSP bytes with the exp-Golomb codes of H.264 clause 9.1.
+
+    Linear time: each read converts only the bytes it spans (a big-int of the whole RBSP shifted per read made a
+    crafted 1 MB SPS quadratic, issue 10 item 1)."""
 
     def __init__(self, rbsp: bytes, what: str = "RBSP"):
-        self._value = int.from_bytes(rbsp, "big")
-        self._nbits = 8 * len(rbsp)
+        self._data = bytes(rbsp)
+        self._nbits = 8 * len(self._data)
         self._pos = 0
         self._what = what
 
+    @property
+    def bits_left(self) -> int:
+        return self._nbits - self._pos
+
     def u(self, n: int) -> int:
+        if n == 0:
+            return 0
         if self._pos + n > self._nbits:
             raise BitstreamError(f"{self._what} ends after {self._nbits} bits; needed {n} more at bit {self._pos}")
+        first, last = self._pos >> 3, (self._pos + n + 7) >> 3
+        chunk = int.from_bytes(self._data[first:last], "big")
         self._pos += n
-        return (self._value >> (self._nbits - self._pos)) & ((1 << n) - 1)
+        return (chunk >> (8 * last - self._pos)) & ((1 << n) - 1)
 
     def ue(self) -> int:
         zeros = 0
@@ -120,11 +131,18 @@ class BitReader:
             zeros += 1
             if zeros > 31:
                 raise BitstreamError(f"{self._what}: exp-Golomb code longer than 32 bits at bit {self._pos}")
-        return (1 << zeros) - 1 + (self.u(zeros) if zeros else 0)
+        return (1 << zeros) - 1 + self.u(zeros)
 
     def se(self) -> int:
         k = self.ue()
         return (k + 1) // 2 if k & 1 else -(k // 2)
+
+    def ue_max(self, limit: int, name: str) -> int:
+        """An ue(v) syntax element with the spec's upper bound: a larger value is corrupt, not a big loop count."""
+        v = self.ue()
+        if v > limit:
+            raise BitstreamError(f"{self._what}: {name} = {v} is out of range (at most {limit})")
+        return v
 
 
 # --- slice headers and parameter sets ----------------------------------------------------------------------------
@@ -161,52 +179,68 @@ def _skip_scaling_list(r: BitReader, size: int) -> None:
     last = nxt = 8
     for _ in range(size):
         if nxt:
-            nxt = (last + r.se() + 256) % 256
+            delta = r.se()
+            if not -128 <= delta <= 127:
+                raise BitstreamError(f"H.264 SPS: delta_scale = {delta} is out of range (-128..127)")
+            nxt = (last + delta + 256) % 256
         last = nxt or last
 
 
 _HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+# Picture-size bounds from the highest levels (H.264 Table A-1 level 6.2: MaxFS 139,264 MBs, and each side at most
+# sqrt(8 * MaxFS) MBs; H.265 Table A.8 level 6.2: MaxLumaPs 35,651,584, each side at most sqrt(8 * MaxLumaPs)). A
+# larger SPS is corrupt or hostile: it would make FFmpeg allocate gigabytes of reference frames.
+H264_MAX_FRAME_MBS, H264_MAX_SIDE_MBS = 139_264, 1_055
+HEVC_MAX_LUMA_PS, HEVC_MAX_SIDE = 35_651_584, 16_888
 
 
 def parse_sps_resolution(sps_nal: bytes) -> tuple[int, int]:
-    """(width, height) in pixels after frame cropping, read from an H.264 SPS NAL payload (7.3.2.1.1)."""
+    """(width, height) in pixels after frame cropping, read from an H.264 SPS NAL payload (7.3.2.1.1).
+
+    Reads up to the cropping window (VUI is left to FFmpeg) and enforces the ranges of 7.4.2.1.1 on every element it
+    reads, so a corrupt SPS is refused here instead of steering loops or FFmpeg's allocations."""
     if not sps_nal or nal_type_h264(sps_nal) != H264_SPS:
         got = f"type {nal_type_h264(sps_nal)}" if sps_nal else "an empty NAL"
         raise BitstreamError(f"expected an H.264 SPS NAL (type 7), got {got}")
     r = BitReader(remove_emulation_prevention(sps_nal[1:]), "H.264 SPS")
     profile_idc = r.u(8)
     r.u(16)                                  # constraint flags, level_idc
-    r.ue()                                   # seq_parameter_set_id
+    r.ue_max(31, "seq_parameter_set_id")
     chroma_format_idc, separate_planes = 1, 0
     if profile_idc in _HIGH_PROFILES:
-        chroma_format_idc = r.ue()
+        chroma_format_idc = r.ue_max(3, "chroma_format_idc")
         if chroma_format_idc == 3:
             separate_planes = r.u(1)
-        r.ue()
-        r.ue()                               # bit depths
+        r.ue_max(6, "bit_depth_luma_minus8")
+        r.ue_max(6, "bit_depth_chroma_minus8")
         r.u(1)                               # qpprime_y_zero_transform_bypass_flag
         if r.u(1):                           # seq_scaling_matrix_present_flag
             for i in range(12 if chroma_format_idc == 3 else 8):
                 if r.u(1):
                     _skip_scaling_list(r, 16 if i < 6 else 64)
-    r.ue()                                   # log2_max_frame_num_minus4
-    poc_type = r.ue()
+    r.ue_max(12, "log2_max_frame_num_minus4")
+    poc_type = r.ue_max(2, "pic_order_cnt_type")
     if poc_type == 0:
-        r.ue()
+        r.ue_max(12, "log2_max_pic_order_cnt_lsb_minus4")
     elif poc_type == 1:
         r.u(1)
         r.se()
         r.se()
-        for _ in range(r.ue()):
+        for _ in range(r.ue_max(255, "num_ref_frames_in_pic_order_cnt_cycle")):
             r.se()
-    r.ue()                                   # max_num_ref_frames
+    r.ue_max(16, "max_num_ref_frames")
     r.u(1)                                   # gaps_in_frame_num_value_allowed_flag
-    width_mbs, height_map_units = r.ue() + 1, r.ue() + 1
+    width_mbs = r.ue_max(H264_MAX_SIDE_MBS - 1, "pic_width_in_mbs_minus1") + 1
+    height_map_units = r.ue_max(H264_MAX_SIDE_MBS - 1, "pic_height_in_map_units_minus1") + 1
     frame_mbs_only = r.u(1)
+    height_mbs = height_map_units * (2 - frame_mbs_only)
+    if width_mbs * height_mbs > H264_MAX_FRAME_MBS or height_mbs > H264_MAX_SIDE_MBS:
+        raise BitstreamError(f"H.264 SPS: {width_mbs}x{height_mbs} macroblocks is larger than any level allows "
+                             f"(at most {H264_MAX_FRAME_MBS} MBs, {H264_MAX_SIDE_MBS} per side)")
     if not frame_mbs_only:
         r.u(1)                               # mb_adaptive_frame_field_flag
     r.u(1)                                   # direct_8x8_inference_flag
-    width, height = 16 * width_mbs, 16 * height_map_units * (2 - frame_mbs_only)
+    width, height = 16 * width_mbs, 16 * height_mbs
     if r.u(1):                               # frame_cropping_flag
         left, right, top, bottom = r.ue(), r.ue(), r.ue(), r.ue()
         sub_w, sub_h = _chroma_subsampling(0 if separate_planes else chroma_format_idc)
@@ -216,12 +250,15 @@ def parse_sps_resolution(sps_nal: bytes) -> tuple[int, int]:
 
 
 def parse_hevc_sps_resolution(sps_nal: bytes) -> tuple[int, int]:
-    """(width, height) in pixels inside the conformance window, read from an HEVC SPS NAL payload (7.3.2.2)."""
+    """(width, height) in pixels inside the conformance window, read from an HEVC SPS NAL payload (7.3.2.2), with
+    the ranges of 7.4.3.2 enforced on what it reads."""
     if len(sps_nal) < 3 or nal_type_hevc(sps_nal) != HEVC_SPS:
         raise BitstreamError("expected an HEVC SPS NAL (type 33)")
     r = BitReader(remove_emulation_prevention(sps_nal[2:]), "HEVC SPS")
     r.u(4)                                   # sps_video_parameter_set_id
     sub_layers = r.u(3)                      # sps_max_sub_layers_minus1
+    if sub_layers > 6:
+        raise BitstreamError(f"HEVC SPS: sps_max_sub_layers_minus1 = {sub_layers} is out of range (at most 6)")
     r.u(1)                                   # sps_temporal_id_nesting_flag
     r.u(88)                                  # general profile: space, tier, idc, compatibility and constraint flags
     r.u(8)                                   # general_level_idc
@@ -230,10 +267,14 @@ def parse_hevc_sps_resolution(sps_nal: bytes) -> tuple[int, int]:
         r.u(2 * (8 - sub_layers))            # reserved_zero_2bits up to 8 sub-layers
     for profile, level in present:
         r.u(88 * profile + 8 * level)
-    r.ue()                                   # sps_seq_parameter_set_id
-    chroma_format_idc = r.ue()
+    r.ue_max(15, "sps_seq_parameter_set_id")
+    chroma_format_idc = r.ue_max(3, "chroma_format_idc")
     separate_planes = r.u(1) if chroma_format_idc == 3 else 0
-    width, height = r.ue(), r.ue()           # pic_width/height_in_luma_samples
+    width = r.ue_max(HEVC_MAX_SIDE, "pic_width_in_luma_samples")
+    height = r.ue_max(HEVC_MAX_SIDE, "pic_height_in_luma_samples")
+    if width * height > HEVC_MAX_LUMA_PS:
+        raise BitstreamError(f"HEVC SPS: {width}x{height} luma samples is larger than any level allows "
+                             f"(at most {HEVC_MAX_LUMA_PS})")
     if r.u(1):                               # conformance_window_flag
         left, right, top, bottom = r.ue(), r.ue(), r.ue(), r.ue()
         sub_w, sub_h = _chroma_subsampling(0 if separate_planes else chroma_format_idc)
@@ -263,7 +304,8 @@ def _h264_parameter_set_id(nal: bytes) -> int:
     r = BitReader(rbsp, "H.264 parameter set")
     if nal_type_h264(nal) == H264_SPS:
         r.u(24)
-    return r.ue()
+        return r.ue_max(31, "seq_parameter_set_id")
+    return r.ue_max(255, "pic_parameter_set_id")
 
 
 # --- access-unit reassembly --------------------------------------------------------------------------------------

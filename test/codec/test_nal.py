@@ -200,6 +200,72 @@ def test_sps_parse_rejects_other_nals_and_truncation(small_clip):
         parse_sps_resolution(sps[:6])
 
 
+def baseline_sps(cycle=0, width_mbs=120, height_units=68, delta=None, chroma=1) -> bytes:
+    """A High-profile SPS with POC type 1, optionally a scaling list with one ``delta`` and a given chroma format."""
+    w = BitWriter()
+    w.u(8, 100), w.u(8, 0), w.u(8, 40), w.ue(0)
+    w.ue(chroma), w.ue(0), w.ue(0), w.u(1, 0)
+    w.u(1, delta is not None)
+    if delta is not None:
+        w.u(1, 1), w.se(delta), w.se(-delta)
+        for _ in range(14):
+            w.se(0)
+        for _ in range(7):
+            w.u(1, 0)
+    w.ue(0), w.ue(1), w.u(1, 0), w.se(-2), w.se(3), w.ue(cycle)
+    for _ in range(cycle):
+        w.se(1)
+    w.ue(4), w.u(1, 0), w.ue(width_mbs - 1), w.ue(height_units - 1), w.u(1, 1), w.u(1, 1), w.u(1, 0), w.u(1, 0)
+    return w.nal(0x67)
+
+
+@pytest.mark.timeout(60)      # a hang guard: the quadratic reader took minutes on this input
+def test_crafted_sps_with_a_huge_poc_cycle_is_refused_at_once():
+    """Issue 10 item 1's reproduction: cycle count near 2**32 (the spec caps it at 255) and 1 MB of 0xff."""
+    from ov2_ros.pipeline import PerceptionPipeline
+
+    result = PerceptionPipeline().push(bytes.fromhex("000000016742001ed30000030001") + b"\xff" * 1_000_000)
+    assert isinstance(result.issue, BitstreamError) and result.frames == 0
+    assert "num_ref_frames_in_pic_order_cnt_cycle" in str(result.issue) and "at most 255" in str(result.issue)
+
+
+def test_bit_reader_reads_a_megabyte_bit_by_bit():
+    data = bytes(range(256)) * 4096
+    r = BitReader(data)
+    assert bytes(r.u(8) for _ in range(len(data))) == data and r.bits_left == 0
+    r = BitReader(data)
+    assert [r.u(1) for _ in range(16)] == [0] * 15 + [1] and r.u(13) == (0x0203 >> 3) and r.u(3) == 0x0203 & 7
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(cycle=256), "num_ref_frames_in_pic_order_cnt_cycle = 256"),
+    (dict(width_mbs=1056), "pic_width_in_mbs_minus1 = 1055"),
+    (dict(width_mbs=1000, height_units=1000), "larger than any level allows"),
+    (dict(delta=128), "delta_scale = 128"),
+    (dict(delta=-129), "delta_scale = -129"),
+    (dict(chroma=4), "chroma_format_idc = 4"),
+])
+def test_sps_values_outside_the_spec_ranges_are_refused_by_name(kwargs, message):
+    assert parse_sps_resolution(baseline_sps()) == (1920, 1088)
+    assert parse_sps_resolution(baseline_sps(cycle=255, delta=127)) == (1920, 1088)
+    with pytest.raises(BitstreamError, match=message):
+        parse_sps_resolution(baseline_sps(**kwargs))
+
+
+def test_hevc_sps_larger_than_any_level_is_refused(hevc_factory):
+    sps = next(n for n in split_nal_units(hevc_factory(160, 120, frames=1)[0]) if nal_type_hevc(n) == 33)
+    rbsp = remove_emulation_prevention(sps[2:])
+    r = BitReader(rbsp)
+    r.u(4 + 3 + 1 + 88 + 8)
+    r.ue(), r.ue()                                   # sps id, chroma_format_idc (4:2:0: no separate-planes flag)
+    start, _ = r._pos, r.ue()                        # pic_width_in_luma_samples starts here
+    w = BitWriter()
+    w.bits = [(b >> (7 - i)) & 1 for b in rbsp for i in range(8)][:start]
+    w.ue(16_888), w.ue(16_888), w.u(1, 0)             # each side allowed, their product not
+    with pytest.raises(BitstreamError, match="larger than any level allows"):
+        parse_hevc_sps_resolution(sps[:2] + w.nal(0)[1:])
+
+
 # --- entry gating --------------------------------------------------------------------------------------------------
 
 def test_gate_skips_until_idr_with_parameter_sets(clip_factory):
