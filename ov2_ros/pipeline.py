@@ -259,24 +259,36 @@ class PerceptionPipeline:
             if groups:
                 self._on_groups(groups)
             if issue is not None:
-                self.stats.codec_issues += 1
-                self.stats.last_issue = f"{type(issue).__name__}: {issue}"
+                self._count_issue(issue)
             dt = time.perf_counter() - t_in   # includes waiting for the lock: what the caller paid
             self.stats.push_s_total += dt
         return PushResult(tuple(groups), frames, issue, dt)
 
     def flush(self) -> tuple[FrameGroup, ...]:
-        """End of stream: drain the decoder and close the open group (offline replay)."""
+        """End of stream: drain the decoder and close the open group (offline replay). Never raises for the stream:
+        a bad picture met while draining is counted as a codec issue and the frames behind it still come out."""
         with self._lock:
-            groups = self._tokenize(self._tokenizer.decoder.flush())
+            decoder = self._tokenizer.decoder
+            try:
+                frames = decoder.flush()
+            except CodecError as exc:   # the decoder keeps the drained frames for the next call
+                self._count_issue(_detached(exc))
+                frames = decoder.flush()
+            groups = self._tokenize(frames)
             groups += self._tokenizer.flush()
             if groups:
                 self._on_groups(groups)
         return tuple(groups)
 
+    def _count_issue(self, issue: CodecError) -> None:
+        self.stats.codec_issues += 1
+        self.stats.last_issue = f"{type(issue).__name__}: {issue}"
+
     def _on_new_resolution(self) -> None:
-        """Old frames no longer match: empty the ring; the worker rebuilds SAM2 before its next use."""
+        """Old frames no longer match: empty the ring and forget the old stream's window (a query in the gap before
+        the first new group closes must not run on old frames); the worker rebuilds SAM2 before its next use."""
         self._frames.clear()
+        self._window = None
         self._tracker_reset = True
 
     def _tokenize(self, frames: list[DecodedFrame]) -> list[FrameGroup]:

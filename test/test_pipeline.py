@@ -317,3 +317,29 @@ def test_issues_keep_nothing_alive_without_the_cyclic_gc(small_clip, no_cyclic_g
     alive = weakref.ref(p), weakref.ref(p._tokenizer.decoder)
     del p, results, issues
     assert [r() for r in alive] == [None, None]
+
+
+def test_flush_after_a_corrupt_last_au_counts_it_and_keeps_the_open_group(small_clip):
+    """Issue 10 item 2: with frame threads FFmpeg reports the bad last AU only at drain; flush used to raise."""
+    import numpy as np
+
+    p = make()
+    feed(p, small_clip.aus[:20])
+    p.push(b"\x00\x00\x00\x01\x41" + np.random.default_rng(3).bytes(300), 2.0)   # FFmpeg objects at drain
+    groups = p.flush()
+    assert p.stats.codec_issues == 1 and "while flushing" in p.stats.last_issue
+    assert p.stats.frames == 20 and groups and groups[-1].end_frame == 20
+
+
+def test_window_of_the_old_resolution_is_dropped_at_the_change(clip_factory):
+    """Issue 10 item 7: a query between the change and the first new group must not run on old frames."""
+    p = make()
+    feed(p, clip_factory(160, 120).aus[:40])
+    assert p.window is not None and p.window.source_size == (120, 160)
+    p.set_query("ask: what is there?")
+    p.next_job()
+    results = feed(p, clip_factory(192, 144).aus[:2], start=40)
+    assert any(isinstance(r.issue, ResolutionChangedError) for r in results)
+    assert p.window is None and p.next_job() is None and not p.has_pending()
+    feed(p, clip_factory(192, 144).aus[2:40], start=42)
+    assert p.window.source_size == (144, 192) and p.next_job().window.source_size == (144, 192)
