@@ -26,7 +26,9 @@ setup(
          glob("models/llava-onevision-2-8b-instruct/*")),
     ],
     install_requires=["setuptools"] + _requirements("requirements.txt"),
-    extras_require={"test": _requirements("requirements-dev.txt")},
+    # serve: the Ray Serve deployment (ov2-ros serve, backend ray through a DeploymentHandle). Robots that only
+    # post to Serve's HTTP endpoint need none of it.
+    extras_require={"test": _requirements("requirements-dev.txt"), "serve": ["ray[serve]>=2.60"]},
     python_requires=">=3.10",
     zip_safe=True,
     maintainer="ov2_ros maintainers",
