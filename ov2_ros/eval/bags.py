@@ -3,7 +3,8 @@
 Input: one image topic, either H.264/HEVC ``sensor_msgs/CompressedImage`` (one Annex-B access unit per message, fed
 to the pipeline as is), JPEG/PNG ``CompressedImage``, or raw ``sensor_msgs/Image`` (decoded to RGB here and encoded
 with the bridge node's ``H264Encoder`` first). Every message's source stamp is its header stamp (the bag's log time
-when the header stamp is zero); stamps must increase strictly, or the bag is refused as a clock jump.
+when the header stamp is zero); messages are read in the order they were written (not rosbags' log-time order) and
+stamps must increase strictly, or the bag is refused as a clock jump.
 
 Output: the node's output topics, serialised with the ROS 2 Kilted type store, stamped with *source* stamps.
 """
@@ -100,6 +101,31 @@ def compressed_kind(fmt: str, where: str) -> ImageKind:
     return kind
 
 
+def _messages_in_write_order(reader: Any, conns: list[Any]) -> Iterator[tuple[int, bytes]]:
+    """(log time ns, raw CDR) of ``conns`` in the order the recorder wrote them.
+
+    ``Reader.messages`` sorts by log time, which hides a recorder clock that stepped back: two GOPs would come out
+    interleaved and decode scrambled (issue 10 item 5). The camera's own order is the write order: MCAP records in
+    file order (rosbags' ``messages_scan``), sqlite3 rows by id. The header-stamp check then sees any jump."""
+    directory = reader.storage
+    for storage in directory.storages:
+        wanted = {x.id for x in storage.connections if any(x.topic == c.topic and x.msgtype == c.msgtype
+                                                           for c in conns)}
+        if not wanted:
+            continue
+        if hasattr(storage, "messages_scan"):         # MCAP
+            rows = ((t, d) for _c, t, d in storage.messages_scan([x for x in storage.connections if x.id in wanted]))
+        else:                                          # sqlite3
+            marks = ",".join("?" * len(wanted))
+            rows = storage.dbconn.execute(f"SELECT timestamp, data FROM messages WHERE topic_id IN ({marks}) "
+                                          "ORDER BY id", tuple(wanted))
+        if directory.metadata.compression_mode == "message":
+            from rosbags.rosbag2.reader import zstd
+
+            rows = ((t, zstd.decompress(d)) for t, d in rows)
+        yield from rows
+
+
 def read_images(path: str | Path, topic: str) -> Iterator[BagImage]:
     """The image messages of ``topic`` in log order. Raises TopicNotFoundError, BagError (undecodable message, mixed
     formats) or ClockJumpError (source stamps not strictly increasing)."""
@@ -115,7 +141,7 @@ def read_images(path: str | Path, topic: str) -> Iterator[BagImage]:
             raise BagError(f"bag {path}: topic {topic} carries {msgtype}, not {COMPRESSED} or {RAW}")
         store = typestore()
         prev_ns, first_kind = None, None
-        for index, (_conn, log_ns, raw) in enumerate(reader.messages(connections=conns)):
+        for index, (log_ns, raw) in enumerate(_messages_in_write_order(reader, conns)):
             where = f"bag {path}, topic {topic}, message {index}"
             try:
                 msg = store.deserialize_cdr(raw, msgtype)

@@ -125,3 +125,32 @@ def test_unsupported_format_and_wrong_type(tmp_path, small_clip):
         list(read_images(tmp_path / "s", "/chatter"))
     with pytest.raises(BagError, match="already exists"):
         BagWriter(tmp_path / "s")
+
+
+def _bag(path, storage, aus, stamps, log_times):
+    with BagWriter(path, storage) as w:
+        for au, stamp, log_ns in zip(aus, stamps, log_times, strict=True):
+            w.write(TOPIC, w.msg("sensor_msgs/msg/CompressedImage", header=w.header(stamp), format="h264",
+                                 data=np.frombuffer(au, np.uint8)), log_ns)
+    return path
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_recorder_clock_step_back_is_refused_not_replayed_scrambled(tmp_path, clip_factory, storage):
+    """Issue 10 item 5: log times that step back made rosbags yield two GOPs interleaved, which replayed with exit 0."""
+    aus = clip_factory(160, 120, gop=30).aus[:90]
+    stepped = [T0 + (i if i < 45 else i - 60) * DT for i in range(90)]       # the clock steps back 2 s at message 45
+    with pytest.raises(ClockJumpError, match=r"message 45: .*clock jump of -1.967 s"):
+        list(read_images(_bag(tmp_path / "jump", storage, aus, stepped, stepped), TOPIC))
+    swapped = _stamps(90)
+    swapped[0], swapped[1] = swapped[1], swapped[0]                           # the first two stamps swapped
+    with pytest.raises(ClockJumpError, match="message 1: "):
+        list(read_images(_bag(tmp_path / "swap", storage, aus, swapped, swapped), TOPIC))
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_messages_come_in_write_order_when_only_the_recorder_clock_stepped(tmp_path, clip_factory, storage):
+    aus = clip_factory(160, 120, gop=30).aus[:90]
+    log_times = [T0 + (i if i < 45 else i - 60) * DT for i in range(90)]
+    images = list(read_images(_bag(tmp_path / "b", storage, aus, _stamps(90), log_times), TOPIC))
+    assert [i.data for i in images] == list(aus) and [i.stamp_ns for i in images] == _stamps(90)
