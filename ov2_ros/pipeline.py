@@ -199,7 +199,10 @@ class PerceptionPipeline:
     # ------------------------------------------------------------- set-up
     @staticmethod
     def _make_tokenizer(config: PipelineConfig) -> CodecTokenizer:
-        return CodecTokenizer(config.tokenizer, codec=config.codec)
+        # a trained model's recorded tokenizer settings fill the fields left at their defaults (ov2-toy: max_pixels..)
+        from ov2_ros.model.loading import apply_model_tokenizer
+
+        return CodecTokenizer(apply_model_tokenizer(config.tokenizer, config.model), codec=config.codec)
 
     def load(self) -> dict[str, str]:
         """Load the model runtime on ``config.backend`` and the SAM2 factory. Returns {stage: why it is missing} for
