@@ -247,3 +247,141 @@ def plan_group_ends(billed: np.ndarray, n_groups: int, min_frames: int = 1, cuts
         prev = end
     ends.append(n_frames)
     return ends
+
+
+# --- readiness groups (the official tool's grouping of *sampled* frames) ---------------------------------------------
+# A group of sampled frames f_0 .. f_{n-1} is "ready" when its P-canvases could be filled with strong blocks: the sum
+# of the best ``budget`` block scores over f_1 .. f_{n-1} (the blocks the P-canvases would take; f_0 is the I-canvas)
+# reaches the threshold, and those blocks cover all ``bins`` equal time bins of f_1 .. f_{n-1}. From
+# ``min_frames`` on, the group grows frame by frame: it closes at the first ready length whose last frame added less
+# than ``delta`` (5%) to the sum, else at the last ready length by ``max_frames`` (or at ``max_frames`` if it never
+# got ready). The threshold is the mean of that sum over consecutive chunks of ``chunk`` (32) sampled frames.
+# A tail of fewer than ``min_frames`` sampled frames is dropped. Reading of codec-video-prep 0.2.5
+# (codec_selector.plugins.groupers.readiness), re-implemented.
+
+@dataclass(frozen=True)
+class ReadinessConfig:
+    min_frames: int = 8
+    max_frames: int = 64
+    budget: int = 540          # P-canvas blocks per group: (canvases_per_group - 1) x blocks per canvas
+    bins: int = 3              # time bins the selected blocks must cover (min(3, P-canvases))
+    delta: float = 0.05
+    chunk: int = 32            # sampled frames per chunk of the threshold estimate
+
+
+def readiness_stats(blocks: list[np.ndarray], budget: int, bins: int) -> tuple[float, int]:
+    """(sum of the best ``budget`` block scores over frames 1.., time bins of frames 1.. they cover) for one group.
+    ``blocks``: per sampled frame, its flat block scores."""
+    if len(blocks) < 2 or budget <= 0:
+        return 0.0, 0
+    scores = np.concatenate([b.reshape(-1) for b in blocks[1:]])
+    t = np.repeat(np.arange(1, len(blocks)), [b.size for b in blocks[1:]])
+    k = min(budget, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    n = len(blocks)
+    edges = np.linspace(1, max(2, n), bins + 1).astype(np.int64)
+    frames = np.unique(t[top])
+    covered = 0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        hi = max(hi, lo + 1)
+        covered += bool(np.any((frames >= lo) & (frames < hi)))
+    return float(scores[top].sum()), covered
+
+
+def readiness_threshold(blocks: list[np.ndarray], config: ReadinessConfig) -> float:
+    """Mean ready-sum over consecutive chunks of ``config.chunk`` sampled frames (chunks too short to have
+    ``bins`` time bins are left out); 0 when there are none."""
+    sums = [readiness_stats(blocks[s:s + config.chunk], config.budget, config.bins)[0]
+            for s in range(0, len(blocks), config.chunk)
+            if len(blocks[s:s + config.chunk]) >= max(4, config.bins + 1)]
+    return float(np.mean(sums)) if sums else 0.0
+
+
+class ReadinessGrouper:
+    """Readiness grouping, one sampled frame at a time: ``push(blocks)`` returns the lengths of the groups the open
+    frames form now (usually none). A group closed at ``max_frames`` on an earlier ready length leaves frames over;
+    they open the next group and are scanned again, as offline. ``finish()`` returns the last groups' lengths; the
+    frames it leaves out are a dropped tail.
+
+    ``threshold``: fixed (offline: ``readiness_threshold`` of the whole file), or None to use the running estimate,
+    the mean over the chunks of ``config.chunk`` frames completed so far (the current partial chunk until one is).
+    """
+
+    def __init__(self, config: ReadinessConfig = ReadinessConfig(), threshold: float | None = None):
+        self.config, self.fixed = config, threshold
+        self.reset()
+
+    def reset(self) -> None:
+        self.open: list[np.ndarray] = []
+        self.chunk: list[np.ndarray] = []
+        self.chunk_sums: list[float] = []
+        self.groups = 0
+        self._restart()
+
+    def _restart(self) -> None:
+        self.evaluated = 0           # lengths of the open group evaluated so far (from min_frames)
+        self.prev_sum: float | None = None
+        self.chosen = 0
+
+    @property
+    def threshold(self) -> float:
+        if self.fixed is not None:
+            return self.fixed
+        if self.chunk_sums:
+            return float(np.mean(self.chunk_sums))
+        return readiness_stats(self.chunk, self.config.budget, self.config.bins)[0]
+
+    def push(self, blocks: np.ndarray) -> list[int]:
+        cfg = self.config
+        if self.fixed is None:
+            self.chunk.append(blocks)
+            if len(self.chunk) == cfg.chunk:
+                self.chunk_sums.append(readiness_stats(self.chunk, cfg.budget, cfg.bins)[0])
+                self.chunk = []
+        self.open.append(blocks)
+        return self._scan(final=False)
+
+    def finish(self) -> list[int]:
+        """End of stream. A tail of fewer than ``min_frames`` is dropped, unless no group was made yet (so a short
+        clip still gives one; the official tool would give none)."""
+        out = self._scan(final=True)
+        if self.open and self.groups == 0:
+            out.append(len(self.open))
+            self.groups += 1
+        self.open = []
+        self._restart()
+        return out
+
+    def _scan(self, final: bool) -> list[int]:
+        cfg, out = self.config, []
+        while len(self.open) >= cfg.min_frames:
+            n, limit = len(self.open), min(len(self.open), cfg.max_frames)
+            close = 0
+            while not close and max(self.evaluated, cfg.min_frames - 1) < limit:
+                length = max(self.evaluated, cfg.min_frames - 1) + 1
+                self.evaluated = length
+                total, covered = readiness_stats(self.open[:length], cfg.budget, cfg.bins)
+                gain = 1.0 if self.prev_sum is None else (total - self.prev_sum) / max(abs(self.prev_sum), 1e-6)
+                if total >= self.threshold and covered >= cfg.bins:
+                    self.chosen = length
+                    if self.prev_sum is not None and gain < cfg.delta:
+                        close = length
+                self.prev_sum = total
+            if not close and (self.evaluated >= cfg.max_frames or final):
+                close = self.chosen or limit
+            if not close:
+                break
+            out.append(close)
+            self.open = self.open[close:]
+            self.groups += 1
+            self._restart()
+        return out
+
+
+def readiness_groups(blocks: list[np.ndarray], config: ReadinessConfig = ReadinessConfig(),
+                     threshold: float | None = None) -> list[tuple[int, int]]:
+    """Offline: (start, end) sampled-frame ranges of all groups, the threshold estimated from all ``blocks``."""
+    grouper = ReadinessGrouper(config, readiness_threshold(blocks, config) if threshold is None else threshold)
+    lengths = [n for b in blocks for n in grouper.push(b)] + grouper.finish()
+    ends = np.cumsum(lengths).tolist()
+    return [(int(e - n), int(e)) for n, e in zip(lengths, ends)]

@@ -23,9 +23,13 @@ def plot_tokenization(result, path: str | Path, title: str = "") -> Path:
     ax_cum = fig.add_subplot(grid[1, :], sharex=ax_bits)
     ax_tok = fig.add_subplot(grid[2, :], sharex=ax_bits)
 
+    # groups of sampled frames (official structure) leave gaps: each group's frames at their own indices
     start = groups[0].start_frame
-    frames = np.arange(start, start + len(result.frame_bits))
-    ax_bits.bar(frames, np.asarray(result.frame_bits) / 1000.0, width=1.0, color="0.45")
+    frames = np.arange(start, groups[-1].end_frame)
+    bits = np.zeros(len(frames))
+    for g in groups:
+        bits[g.start_frame - start:g.end_frame - start] = g.frame_bits[: g.num_frames]
+    ax_bits.bar(frames, np.maximum(bits, 1) / 1000.0, width=1.0, color="0.45")
     ax_bits.set_yscale("log")
     ax_bits.set_ylabel("AU size (kbit)")
     ax_bits.set_title(title or "codec-stream tokenization")

@@ -144,3 +144,36 @@ def p_canvases(records: list[FrameRecord], n_canvases: int, grid: CanvasGrid, gr
 def codec_canvases(records: list[FrameRecord], grid: CanvasGrid, group: int, n_p: int, lam: float) -> list[Canvas]:
     """Codec mode: the anchor (first frame) whole, then ``n_p`` P-canvases over the other frames."""
     return [full_canvas(records[0], grid, group)] + p_canvases(records[1:], n_p, grid, group, lam)
+
+
+# --- the official tool's selection -----------------------------------------------------------------------------------
+
+def topk_blocks(frames: np.ndarray, blocks: np.ndarray, budget: int, block_cols: int) -> np.ndarray:
+    """The ``budget`` best blocks over all ``frames`` together (no per-frame attenuation, no split), as the official
+    tool selects: (n, 3) int32 ``(t, r, c)`` sorted by (t, r, c). frames: (F,); blocks: (F, BR, BC) scores."""
+    if len(frames) == 0 or budget <= 0:
+        return np.zeros((0, 3), np.int32)
+    flat = blocks.reshape(len(frames), -1).reshape(-1)
+    k = min(budget, len(flat))
+    top = np.argpartition(-flat, k - 1)[:k] if k < len(flat) else np.arange(len(flat))
+    f, b = np.divmod(top, blocks[0].size)
+    r, c = np.divmod(b, block_cols)
+    sel = np.stack([np.asarray(frames)[f], r, c], axis=1).astype(np.int32)
+    return sel[np.lexsort((sel[:, 2], sel[:, 1], sel[:, 0]))]
+
+
+def official_canvases(records: list[FrameRecord], grid: CanvasGrid, group: int, n_p: int) -> list[Canvas]:
+    """The official layout: the group's first sampled frame whole (I-canvas), then its other sampled frames' best
+    ``n_p x blocks-per-canvas`` blocks in (t, r, c) order, filling P-canvases one after another. A P-canvas left
+    without blocks (a group shorter than its budget) is dropped, never padded in."""
+    canvases = [full_canvas(records[0], grid, group)]
+    scored = [r for r in records[1:] if r.blocks is not None]
+    if not scored or n_p <= 0:
+        return canvases
+    frames = np.array([r.index for r in scored], dtype=np.int64)
+    chosen = topk_blocks(frames, np.stack([r.blocks for r in scored]), n_p * grid.num_blocks, grid.block_cols)
+    images = {r.index: r.yuv for r in scored}
+    for start in range(0, len(chosen), grid.num_blocks):
+        pixels, positions = pack_blocks_yuv(chosen[start:start + grid.num_blocks], images, grid)
+        canvases.append(Canvas("P", pixels, positions, group))
+    return canvases

@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from ov2_ros.codec.grouping import BitCostGrouper, Boundary, FixedGrouper, GroupingConfig, PlannedGrouper
+from ov2_ros.codec.grouping import (BitCostGrouper, Boundary, FixedGrouper, GroupingConfig, PlannedGrouper,
+                                    ReadinessConfig, ReadinessGrouper, readiness_threshold)
 from ov2_ros.codec.packing import CanvasGrid, canvas_yuv, resize_plane
-from ov2_ros.codec.saliency import SaliencyConfig, SaliencyScorer
-from ov2_ros.codec.selection import FrameRecord, codec_canvases
+from ov2_ros.codec.sampling import RateSampler, SetSampler
+from ov2_ros.codec.saliency import BitCostEstimator, SaliencyConfig, SaliencyScorer
+from ov2_ros.codec.selection import FrameRecord, codec_canvases, official_canvases
 from ov2_ros.codec.types import DecodedFrame, FrameGroup, TokenizerConfig
 from ov2_ros.codec.uniform import hybrid_canvases, uniform_canvases
 from ov2_ros.codec.window import WindowBuffer
@@ -45,14 +47,28 @@ class CodecTokenizer:
     group; ``window()`` is the newest ``window_canvases`` worth of groups. A resolution change closes the open group
     and empties the window, so a window never mixes canvas sizes.
 
+    Codec mode with ``config.structure == "official"`` (the default) works as the release's tool (see
+    ``_push_sampled``): only sampled frames are scored and packed, in readiness groups of sampled frames. ``sampler``
+    overrides the live ``RateSampler(config.sample_fps)`` (``tokenize_file`` passes the official offline plan), and
+    ``offline=True`` holds every sampled frame until ``flush`` so the readiness threshold is the whole file's, as
+    offline. Other modes and the "seed" structure see every frame:
     ``grouper`` overrides the mode's grouping (``tokenize_file`` passes a ``PlannedGrouper`` for fixed budgets).
     ``cut_grace``: frames a completed group waits for a cut before it is emitted (see ``_complete_open``).
     """
 
     def __init__(self, config: TokenizerConfig = TokenizerConfig(), *, fps: float | None = None,
                  codec: str = "h264", saliency: SaliencyConfig = SaliencyConfig(),
-                 grouper: BitCostGrouper | FixedGrouper | PlannedGrouper | None = None, cut_grace: int = 2):
+                 grouper: BitCostGrouper | FixedGrouper | PlannedGrouper | None = None, cut_grace: int = 2,
+                 sampler: RateSampler | SetSampler | None = None, offline: bool = False):
         self.config, self.saliency_config, self.codec, self.fps_hint = config, saliency, codec, fps
+        self.official = config.mode == "codec" and config.structure == "official"
+        self.sampler = sampler if sampler is not None else RateSampler(config.sample_fps)
+        self.offline = offline
+        self._readiness: ReadinessGrouper | None = None
+        self._estimator: BitCostEstimator | None = None
+        self._sampled: list[FrameRecord] = []        # sampled frames of the open group(s)
+        self._bits_log: list[tuple[int, int]] = []   # (frame, bits) of every frame since the first sampled one
+        self._prev_full: np.ndarray | None = None    # full-resolution luma of the previous decoded frame
         if grouper is None:
             grouper = (FixedGrouper(config.uniform_group_frames) if config.mode == "uniform"
                        else BitCostGrouper(GroupingConfig.from_tokenizer(config)))
@@ -95,7 +111,7 @@ class CodecTokenizer:
     @property
     def pending_frames(self) -> int:
         """Frames held for groups not emitted yet: at most ``max_group_frames + cut_grace`` (the memory bound)."""
-        return len(self._open) + (len(self._held) if self._held else 0)
+        return len(self._open) + (len(self._held) if self._held else 0) + len(self._sampled)
 
     @property
     def stats(self) -> TokenizerStats:
@@ -171,6 +187,10 @@ class CodecTokenizer:
                 self._counts["resolution_changes"] += 1
             self._start(size)
         grid = self._grid
+        if self.official:
+            closed += self._push_sampled(frame)
+            self._count_frame(frame)
+            return closed
         yuv = self._canvas_yuv(frame, grid)
         key = frame.key_frame or frame.pict_type == "I"
         change, blocks, luma = 0.0, None, None
@@ -189,11 +209,91 @@ class CodecTokenizer:
         elif self._held is not None and len(self._open) >= self.cut_grace:
             closed += self._release_held()
         self._prev_luma = luma
+        self._count_frame(frame)
+        return closed
+
+    def _count_frame(self, frame: DecodedFrame) -> None:
         self._counts["frames"] += 1
         if self._first_time is None:
             self._first_time = frame.time_s
         self._last_time = frame.time_s
+
+    # --- the official structure -----------------------------------------------------------------------------------
+
+    def _push_sampled(self, frame: DecodedFrame) -> list[FrameGroup]:
+        """One frame, official structure: a frame the sampler skips costs only its bits (kept for the group's
+        ``frame_bits``) and a reference to its luma (the next frame's motion-compensation reference). A sampled frame
+        is shrunk to the canvas, scored, and pushed to the readiness grouping."""
+        key = frame.key_frame or frame.pict_type == "I"
+        closed: list[FrameGroup] = []
+        take = self.sampler.take(frame.index, frame.time_s, key)
+        if take or self._sampled:
+            self._bits_log.append((frame.index, frame.bits))
+        if take:
+            grid = self._grid
+            yuv = self._canvas_yuv(frame, grid)
+            if self._estimator is not None:
+                blocks = self._estimator.score(frame.luma, self._prev_full, frame.mvs, key)
+            else:
+                blocks = self._saliency_blocks(frame, yuv, grid)
+            self._sampled.append(FrameRecord(frame.index, frame.time_s, frame.stamp, frame.bits, key, yuv, blocks,
+                                             float(frame.bits)))
+            if not self.offline:
+                for n in self._readiness.push(blocks.reshape(-1)):
+                    closed += self._emit_sampled(n)
+        self._prev_full = frame.luma
         return closed
+
+    def _saliency_blocks(self, frame: DecodedFrame, yuv: np.ndarray, grid: CanvasGrid) -> np.ndarray:
+        """The seed's MV + residual saliency of a sampled frame against the frame decoded before it."""
+        previous = None
+        if self._prev_full is not None:
+            previous = self._scorer.analysis_luma(resize_plane(self._prev_full, grid.height, grid.width))
+        return self._scorer.score(self._scorer.analysis_luma(yuv[: grid.height]), previous, frame.mvs).blocks
+
+    def _readiness_config(self) -> ReadinessConfig:
+        cfg, grid = self.config, self._grid
+        n_p = max(0, cfg.canvases_per_group - 1)
+        return ReadinessConfig(min_frames=cfg.min_group_frames, max_frames=cfg.max_group_frames,
+                               budget=n_p * grid.num_blocks, bins=max(1, min(3, n_p)), chunk=cfg.group_size)
+
+    def _emit_sampled(self, n: int) -> list[FrameGroup]:
+        """The next ``n`` sampled frames as a group: I-canvas from the first, P-canvases from the rest."""
+        records, self._sampled = self._sampled[:n], self._sampled[n:]
+        cfg, grid, gi = self.config, self._grid, self._next_group
+        canvases = official_canvases(records, grid, gi, max(0, cfg.canvases_per_group - 1))
+        start, end = records[0].index, records[-1].index + 1
+        bits = np.array([b for f, b in self._bits_log if start <= f < end], dtype=np.int64)
+        self._bits_log = [(f, b) for f, b in self._bits_log if f >= end]
+        shown = {records[0].index} | {int(t) for c in canvases for t in c.frames}
+        group = FrameGroup(
+            index=gi, start_frame=start, end_frame=end, frame_bits=bits, threshold=float(self._readiness.threshold),
+            canvases=tuple(canvases),
+            frame_times={r.index: r.time_s for r in records if r.index in shown},
+            frame_stamps={r.index: r.stamp for r in records if r.index in shown},
+            frame_billed=None)
+        self._next_group += 1
+        self._counts["groups"] += 1
+        self._counts["canvases"] += len(canvases)
+        self._window.add(group)
+        return [group]
+
+    def _close_sampled(self) -> list[FrameGroup]:
+        """End of stream or size: the last groups (offline: every group, the threshold now known); a tail of fewer
+        than ``min_group_frames`` sampled frames is dropped, as the release drops it."""
+        if self._readiness is None:
+            return []
+        if self.offline and self._sampled:
+            blocks = [r.blocks.reshape(-1) for r in self._sampled]
+            self._readiness = ReadinessGrouper(self._readiness.config,
+                                               readiness_threshold(blocks, self._readiness.config))
+            lengths = [n for b in blocks for n in self._readiness.push(b)]
+        else:
+            lengths = []
+        lengths += self._readiness.finish()
+        out = [g for n in lengths for g in self._emit_sampled(n)]
+        self._sampled, self._bits_log = [], []
+        return out
 
     def _start(self, size: tuple[int, int]) -> None:
         cfg = self.config
@@ -203,6 +303,11 @@ class CodecTokenizer:
                         else SaliencyScorer(size[0], size[1], self._grid, self.saliency_config))
         self._prev_luma = None
         self.grouper.reset()
+        if self.official:
+            self._readiness = ReadinessGrouper(self._readiness_config())
+            self._estimator = (BitCostEstimator(size[0], size[1], self._grid) if cfg.scorer == "bitcost" else None)
+            self._prev_full = None
+            self.sampler.reset()
 
     @staticmethod
     def _canvas_yuv(frame: DecodedFrame, grid: CanvasGrid) -> np.ndarray:
@@ -256,6 +361,8 @@ class CodecTokenizer:
 
     def _close_all(self) -> list[FrameGroup]:
         """Emit the held and the open group (end of stream, resolution change)."""
+        if self.official:
+            return self._close_sampled()
         out = self._release_held()
         records, self._open = self._open, []
         return out + self._emit(records, self._open_bits_threshold)
@@ -369,6 +476,23 @@ def budget_grouper(path, config: TokenizerConfig, canvases: int, codec: str) -> 
     return PlannedGrouper(ends, [float(cum[e] - cum[s]) for s, e in zip(starts, ends)], billed)
 
 
+def official_plan(path, config: TokenizerConfig, canvases: int, codec: str) -> list[int]:
+    """The frames the official tool samples from ``path`` for ``canvases`` canvases (``sampling.official_frame_ids``),
+    from the file's packets: their count and which are keyframes (numbered in file order, as the tool reads them off
+    the MP4 sample table). Frames before the first keyframe are skipped, as the decoder's entry gate skips them."""
+    from ov2_ros.codec.nal import is_entry_point, split_nal_units
+    from ov2_ros.codec.sampling import official_frame_ids
+    from ov2_ros.codec.source import iter_access_units
+
+    keys: list[bool] = []
+    for au, _ in iter_access_units(path):
+        key = is_entry_point(split_nal_units(au), codec)
+        if keys or key:
+            keys.append(key)
+    return official_frame_ids(len(keys), canvases, np.flatnonzero(keys).tolist(), config.canvases_per_group,
+                              config.group_size)
+
+
 def tokenize_file(path, config: TokenizerConfig = TokenizerConfig(), canvases: int | None = None,
                   progress=None) -> TokenizeResult:
     """Feed a video file's packets one by one through a ``CodecTokenizer`` and keep every group.
@@ -389,14 +513,18 @@ def tokenize_file(path, config: TokenizerConfig = TokenizerConfig(), canvases: i
         from ov2_ros.codec.errors import UnsupportedFormatError
 
         raise UnsupportedFormatError(f"{path}: video codec is {info.codec}, only h264 and hevc can be tokenized")
-    grouper = None
+    grouper = sampler = None
     if canvases is not None:
         if canvases < config.canvases_per_group or canvases % config.canvases_per_group:
             raise ConfigError(f"--canvases {canvases} must be a positive multiple of canvases_per_group "
                               f"({config.canvases_per_group})")
         config = replace(config, window_canvases=max(canvases, config.canvases_per_group))
-        grouper = budget_grouper(path, config, canvases, info.codec)
-    tok = CodecTokenizer(config, fps=info.fps, codec=info.codec, grouper=grouper)
+        if config.mode == "codec" and config.structure == "official":
+            sampler = SetSampler(official_plan(path, config, canvases, info.codec))
+        else:
+            grouper = budget_grouper(path, config, canvases, info.codec)
+    tok = CodecTokenizer(config, fps=info.fps, codec=info.codec, grouper=grouper, sampler=sampler,
+                         offline=sampler is not None)
     groups: list[FrameGroup] = []
     bits: list[int] = []
     for au, pts in iter_access_units(path):

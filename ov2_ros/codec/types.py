@@ -12,6 +12,8 @@ from typing import Any, Literal
 import numpy as np
 
 Mode = Literal["codec", "uniform", "hybrid"]
+Structure = Literal["official", "seed"]
+Scorer = Literal["bitcost", "saliency"]
 PAD_POSITION = (-1, -1, -1)
 
 
@@ -34,6 +36,13 @@ class TokenizerConfig:
     hybrid_full_frames: int = 2          # hybrid mode: full frames per group (rest are P-canvases)
     decoder_threads: Literal["frame", "slice", "none"] = "frame"
     thread_count: int = 2
+    # Codec mode's structure. "official": the release's (codec-video-prep): sampled frames, readiness groups of
+    # min..max_group_frames *sampled* frames, the best blocks of the group in (t, r, c) order on its P-canvases.
+    # "seed": every frame, bit-cost groups, attenuated mass-split P-canvases (the seed's method, not for the release).
+    structure: Structure = "official"
+    sample_fps: float = 4.0              # live sampling rate (official structure); 0: every frame
+    scorer: Scorer = "bitcost"           # official structure's block scores: estimated bit cost, or seed saliency
+    group_size: int = 32                 # offline: N canvases sample N / canvases_per_group x group_size frames
 
     def __post_init__(self) -> None:
         from ov2_ros.errors import ConfigError
@@ -45,6 +54,11 @@ class TokenizerConfig:
                 f"need 1 <= min_group_frames ({self.min_group_frames}) <= max_group_frames ({self.max_group_frames})")
         if self.canvases_per_group < 1 or self.window_canvases < self.canvases_per_group:
             raise ConfigError("need canvases_per_group >= 1 and window_canvases >= canvases_per_group")
+        if self.structure not in ("official", "seed") or self.scorer not in ("bitcost", "saliency"):
+            raise ConfigError(f"structure must be official or seed and scorer bitcost or saliency, got "
+                              f"{self.structure!r}, {self.scorer!r}")
+        if not self.sample_fps >= 0 or self.group_size < 1:
+            raise ConfigError(f"need sample_fps >= 0 and group_size >= 1, got {self.sample_fps}, {self.group_size}")
         if self.patch_size <= 0 or self.max_pixels < (2 * self.patch_size) ** 2:
             raise ConfigError("patch_size must be > 0 and max_pixels must hold at least one 2x2 patch block")
 

@@ -21,6 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--canvases", type=int, default=None, metavar="N",
                         help="fixed budget of N canvases over the whole file (a multiple of 4); "
                              "default: streaming grouping, as many canvases as the video asks for")
+    parser.add_argument("--structure", choices=("official", "seed"), default="official",
+                        help="codec mode: official = the release's tool (sampled frames, readiness groups of 8-64 "
+                             "sampled frames, best blocks in (t, row, col) order); seed = every frame, bit-cost "
+                             "groups, mass-split P-canvases (default: official)")
+    parser.add_argument("--sample-fps", type=float, default=None, metavar="FPS",
+                        help="official structure without --canvases: frames sampled per second (default 4; "
+                             "0: every frame)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="write canvas_NNN.png, patch_positions.npy and meta.json here")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
@@ -32,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from ov2_ros.codec.tokenizer import tokenize_file
     from ov2_ros.codec.types import TokenizerConfig
 
-    config = TokenizerConfig(mode=args.mode)
+    config = TokenizerConfig(mode=args.mode, structure=args.structure)
+    if args.sample_fps is not None:
+        config = TokenizerConfig(mode=args.mode, structure=args.structure, sample_fps=args.sample_fps)
     progress = _progress_bar(args)
     try:
         result = tokenize_file(args.video, config, canvases=args.canvases,
@@ -42,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             progress.close()
     summary = result.summary()
     summary["mode"] = args.mode
+    summary["structure"] = args.structure
     if args.out is not None:
         write_outputs(result, args.out, summary)
     if args.plot is not None:

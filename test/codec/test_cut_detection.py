@@ -31,7 +31,7 @@ def _panning_shots(width=320, height=240, frames=80, seed=3):
 def test_cuts_in_motion_open_groups():
     enc = H264Encoder(320, 240, EncoderConfig(gop=30))
     aus = [au for f in _panning_shots() for au in enc.encode(f)]
-    tok = CodecTokenizer(TokenizerConfig())
+    tok = CodecTokenizer(TokenizerConfig(structure="seed"))
     groups = [g for i, au in enumerate(aus) for g in tok.push(au, stamp=i / 30)] + tok.flush()
     starts = [g.start_frame for g in groups]
     assert set(CUTS) <= set(starts), starts

@@ -71,8 +71,9 @@ def test_periodic_keyframe_is_billed_as_one_frame_and_is_no_cut():
 def test_real_clip_groups(clip):
     """On the scripted clip: the cut at 90 opens a group; motion groups are shorter than still ones."""
     from ov2_ros.codec.tokenizer import CodecTokenizer
+    from ov2_ros.codec.types import TokenizerConfig
 
-    tok = CodecTokenizer()
+    tok = CodecTokenizer(TokenizerConfig(structure="seed"))
     groups = [g for au in clip.aus for g in tok.push(au)] + tok.flush()
     spans = [(g.start_frame, g.end_frame) for g in groups]
     assert 90 in [s for s, _ in spans]

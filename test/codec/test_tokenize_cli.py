@@ -25,7 +25,8 @@ def _json_line(capsys):
 
 @pytest.mark.parametrize("mode", ["codec", "uniform", "hybrid"])
 def test_json_contract(video, capsys, mode):
-    assert main(["tokenize", str(video), "--mode", mode, "--canvases", "8", "--json"]) == 0
+    """The fixed-budget contract of the every-frame modes (codec: the seed structure)."""
+    assert main(["tokenize", str(video), "--mode", mode, "--structure", "seed", "--canvases", "8", "--json"]) == 0
     s = _json_line(capsys)
     assert isinstance(s["frames_total"], int) and s["frames_total"] == 120
     assert isinstance(s["fps"], float) and s["fps"] > 0
@@ -38,6 +39,18 @@ def test_json_contract(video, capsys, mode):
     assert all(a["end_frame"] == b["start_frame"] for a, b in zip(groups, groups[1:]))
     assert set(s["timings"]) >= {"decode_s", "tokenize_s", "total_s"}
     assert all(isinstance(v, float) and v >= 0 for v in s["timings"].values())
+
+
+def test_json_contract_official(video, capsys):
+    """Official structure: 64 sampled frames for 8 canvases, readiness groups of sampled frames, no padding canvas."""
+    assert main(["tokenize", str(video), "--canvases", "8", "--json"]) == 0
+    s = _json_line(capsys)
+    assert s["frames_total"] == 120 and s["structure"] == "official"
+    groups = s["groups"]
+    assert 1 <= len(groups) <= 8 and all(a["end_frame"] <= b["start_frame"] for a, b in zip(groups, groups[1:]))
+    assert s["canvases"] <= 4 * len(groups) and s["tokens"] == s["canvases"] * 396 // 4
+    assert len(groups) * 396 <= s["selected_patches"] <= s["canvases"] * 396    # every I-canvas is whole
+    assert set(s["selected_frames"]) <= set(range(120))
 
 
 def test_out_dir_and_plot(video, tmp_path, capsys):

@@ -14,7 +14,7 @@ from ov2_ros.codec.tokenizer import CodecTokenizer, tokenize_file
 from ov2_ros.codec.types import Canvas, CodecWindow, FrameGroup, TokenizerConfig
 from ov2_ros.errors import ConfigError
 
-CONFIG = TokenizerConfig()
+CONFIG = TokenizerConfig(structure="seed")   # the seed's every-frame structure; the official one: test_official.py
 
 
 @pytest.fixture(scope="module")
