@@ -66,8 +66,19 @@ def _open_reader(path: Path) -> Any:
         reader.open()
     except (ReaderError, KeyError, ValueError, OSError) as exc:
         # rosbags quotes YAML parser output over several lines; the CLI prints one
-        raise BagError(f"cannot read bag {path}: {' '.join(str(exc).split())}") from exc
+        raise BagError(f"cannot read bag {path}: {_storage_detail(path, exc)}") from exc
     return reader
+
+
+def _storage_detail(path: Path, exc: BaseException) -> str:
+    """rosbags' message, plus the storage files' sizes when a file (not metadata.yaml) is at fault: rosbags says
+    "seems to be empty" or "end magic is invalid" for a recording that was merely cut short."""
+    detail = " ".join(str(exc).split())
+    if "metadata" in detail.lower() or "version" in detail.lower():
+        return detail
+    files = [f for f in sorted(path.iterdir()) if f.suffix in (".mcap", ".db3", ".zstd")]
+    sizes = ", ".join(f"{f.name} {f.stat().st_size} bytes" for f in files) or "no storage file"
+    return f"storage file cut short or corrupt ({sizes}; rosbags: {detail})"
 
 
 def bag_topics(path: str | Path) -> dict[str, str]:
@@ -107,6 +118,15 @@ def _messages_in_write_order(reader: Any, conns: list[Any]) -> Iterator[tuple[in
     ``Reader.messages`` sorts by log time, which hides a recorder clock that stepped back: two GOPs would come out
     interleaved and decode scrambled (issue 10 item 5). The camera's own order is the write order: MCAP records in
     file order (rosbags' ``messages_scan``), sqlite3 rows by id. The header-stamp check then sees any jump."""
+    from rosbags.rosbag2 import ReaderError
+
+    try:
+        yield from _write_order_rows(reader, conns)
+    except (ReaderError, OSError, ValueError) as exc:
+        raise BagError(f"cannot read bag {reader.path}: {_storage_detail(Path(reader.path), exc)}") from exc
+
+
+def _write_order_rows(reader: Any, conns: list[Any]) -> Iterator[tuple[int, bytes]]:
     directory = reader.storage
     for storage in directory.storages:
         wanted = {x.id for x in storage.connections if any(x.topic == c.topic and x.msgtype == c.msgtype

@@ -17,9 +17,10 @@ from typing import Any
 
 import cv2
 
+from ov2_ros.codec.errors import CodecError
 from ov2_ros.codec.types import FrameGroup, Mode, TokenizerConfig
 from ov2_ros.eval.bags import BagImage, BagWriter, Storage, access_units, message_count, read_images
-from ov2_ros.eval.errors import EvalError
+from ov2_ros.eval.errors import BagError, EvalError
 from ov2_ros.eval.outputs import ResultsBag
 from ov2_ros.eval.results import (MASKS_DIR, RESULTS_BAG, RESULTS_FILE, GroupRecord, ReplayResults, WindowRecord,
                                   answer_record, save_results)
@@ -166,7 +167,31 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
         windows=tuple(run.windows), missing=missing,
         stats={**pipeline.status(), "messages": len(run.message_stamps), "wall_s": time.perf_counter() - t_start})
     save_results(results, out_dir)
+    if pipeline.stats.frames == 0:     # results.json stays, for `ov2-ros eval` and people to read the counts
+        raise BagError(undecodable_message(bag, config.topic, first, len(run.message_stamps), pipeline.stats))
     return results
+
+
+def undecodable_message(bag: Path, topic: str, first: BagImage, messages: int, stats: Any) -> str:
+    """Why a replay decoded no frame, in one line: counts, the last codec issue, and a hint when the bytes are
+    another codec than the messages' ``format`` says."""
+    line = f"bag {bag}, topic {topic}: no frame decoded from {messages} message(s) ({stats.codec_issues} rejected"
+    line += f"; last: {stats.last_issue})" if stats.last_issue else ", none had an IDR with SPS/PPS)"
+    other = {"h264": "hevc", "hevc": "h264"}.get(first.kind)
+    if other and _looks_like(first.data, other):
+        line += f"; the data looks like {other}: the messages' format says {first.kind}"
+    return line
+
+
+def _looks_like(data: bytes, codec: str) -> bool:
+    """Whether ``data`` parses as a ``codec`` access unit holding a parameter set (a strong sign of that codec)."""
+    from ov2_ros.codec.nal import PARAMETER_SET_TYPES, nal_type, validate_access_unit
+
+    try:
+        nals = validate_access_unit(data, codec)
+    except CodecError:
+        return False
+    return any(nal_type(n, codec) in PARAMETER_SET_TYPES[codec] for n in nals)
 
 
 class _Run:

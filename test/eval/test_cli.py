@@ -122,9 +122,9 @@ def test_usage_errors(codec_replay, tmp_path, capsys, argv, fragment):
     _one_error_line(capsys, fragment)
 
 
-def test_stream_without_an_entry_point_replays_empty_and_eval_says_why(small_clip, stamps, tmp_path, capsys):
+def test_stream_without_an_entry_point_fails_replay_and_eval_says_why(small_clip, stamps, tmp_path, capsys):
     bag = write_image_bag(tmp_path / "clip", stamps(10), small_clip.aus[1:11])     # P-frames only: no IDR
-    assert main(["replay", str(bag), "--query", "q", "--out", str(tmp_path / "r"), *SMALL]) == 0
-    assert "0 frames" in capsys.readouterr().out
+    assert main(["replay", str(bag), "--query", "q", "--out", str(tmp_path / "r"), *SMALL]) == 2
+    _one_error_line(capsys, "no frame decoded from 10 message(s)", "none had an IDR with SPS/PPS")
     assert main(["eval", str(tmp_path / "r"), "--gt", str(_annotations(tmp_path))]) == 2
     _one_error_line(capsys, "decoded no frames")

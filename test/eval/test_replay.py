@@ -112,3 +112,53 @@ def test_hevc_bag_replays_through_the_hevc_decoder(hevc_aus, stamps, tiny_runtim
     assert results.source_kind == "hevc" and results.num_frames == len(hevc_aus)
     assert results.stats["codec_issues"] == 0 and results.windows
     assert results.frame_stamps_ns == tuple(stamps(len(hevc_aus)))
+
+
+# ---------------------------------------------------------------- bad bags: a non-zero exit with one clear line
+
+def _cli_error(capsys, argv) -> str:
+    from ov2_ros.cli import main
+
+    assert main(argv) == 2
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith("[transformers]")]
+    assert len(err) == 1, err
+    return err[0]
+
+
+CLI_SMALL = ["--query", "q", "--canvases", "8", "--max-new-tokens", "4", "--no-segment", "--quiet"]
+
+
+def test_undecodable_bags_fail_with_one_line(small_clip, hevc_aus, stamps, tmp_path, capsys):
+    """Issue 10 item 6: all-garbage H.264 and HEVC labelled h264 used to exit 0 with "0 frames"."""
+    rng = np.random.default_rng(0)
+    garbage = write_image_bag(tmp_path / "garbage", stamps(20), [rng.bytes(400) for _ in range(20)])
+    line = _cli_error(capsys, ["replay", str(garbage), *CLI_SMALL, "--out", str(tmp_path / "g")])
+    assert "no frame decoded from 20 message(s) (20 rejected; last: BitstreamError" in line
+    mislabelled = write_image_bag(tmp_path / "hevc_as_h264", stamps(len(hevc_aus)), hevc_aus, kind="h264")
+    line = _cli_error(capsys, ["replay", str(mislabelled), *CLI_SMALL, "--out", str(tmp_path / "m")])
+    assert "no frame decoded" in line and "the data looks like hevc: the messages' format says h264" in line
+
+
+def test_a_bag_cut_short_names_the_cut_file(small_clip, stamps, tmp_path, capsys):
+    bag = write_image_bag(tmp_path / "cut", stamps(30), small_clip.aus[:30])
+    mcap = next(bag.glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[:-1])
+    line = _cli_error(capsys, ["replay", str(bag), *CLI_SMALL])
+    assert "storage file cut short or corrupt" in line and f"{mcap.name} {mcap.stat().st_size} bytes" in line
+    assert "seems to be empty" not in line
+
+
+def test_bit_flips_in_the_last_aus_still_write_results(small_clip, stamps, tiny_runtime, replay_config, tmp_path):
+    """Issue 10 item 2 through replay: the last 3 AUs damaged gave exit 2 and no results.json."""
+    rng = np.random.default_rng(5)
+    aus = list(small_clip.aus[:60])
+    for k in (57, 58, 59):
+        au = bytearray(aus[k])
+        for pos in rng.integers(8, len(au), 12):
+            au[pos] ^= 1 << int(rng.integers(8))
+        aus[k] = bytes(au)
+    aus.append(b"\x00\x00\x00\x01\x41" + rng.bytes(300))            # FFmpeg objects to this one only at drain
+    bag = write_image_bag(tmp_path / "b", stamps(61), aus)
+    results = replay_bag(bag, tmp_path / "out", replay_config(), progress=False, runtime=tiny_runtime)
+    assert (tmp_path / "out" / "results.json").is_file() and results.num_frames >= 57
+    assert results.stats["codec_issues"] >= 1 and results.groups[-1].end_frame == results.num_frames
