@@ -53,6 +53,10 @@ _TOKENIZER_HELP = {
     "hybrid_full_frames": "hybrid mode: full frames per group",
     "decoder_threads": "decoder threading: frame (fastest, a few frames of delay), slice or none",
     "thread_count": "decoder threads",
+    "structure": "codec mode: official (the release's tool: sampled frames, readiness groups, top-k blocks) or seed (every frame, bit-cost groups, mass split)",
+    "sample_fps": "official structure: frames sampled per second of stream (0: every frame)",
+    "scorer": "official structure's block scores: bitcost (estimated per-macroblock bit cost) or saliency (seed)",
+    "group_size": "sampled frames per readiness-threshold chunk (offline: N canvases sample N/4 x group_size frames)",
 }
 NODE_PARAMS: tuple[Param, ...] = (
     Param("autostart", True, "configure and activate at start-up (for launches without a lifecycle manager)"),
