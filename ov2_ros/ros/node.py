@@ -1,7 +1,8 @@
 """``ov2_node``: H.264 in, queries in, answers / tracking points / waypoints / SAM2 masks / markers out.
 
 A lifecycle node. Parameters are declared in ``__init__`` (validated by an on-set callback); configure reads them
-once and creates the publishers; activate loads the model and subscribes; deactivate frees the model (GPU memory).
+once, creates the publishers and subscribes to ``query`` (so a query sent while the model loads is kept); activate
+loads the model and subscribes to the video; deactivate frees the model (GPU memory).
 With ``autostart`` (default) it walks itself to active, for launches without a lifecycle manager.
 
 Threads: the executor runs the packet and query callbacks (decode + tokenize, a few ms per AU, every AU in order);
@@ -25,7 +26,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
@@ -49,6 +50,13 @@ OUTPUT_TOPICS = {
     "canvases": (Image, "debug/canvases", 2),     # only with publish_canvases
 }
 _ENTRY_POINT_PATIENCE = 3        # AUs without a decoded frame before "waiting for entry point" is reported
+# The query topic is subscribed twice from configure on, so the first query survives start-up (the model loads in
+# activate, seconds later): a reliable volatile subscription matches every publisher, and a transient-local one also
+# receives what a latched publisher (durability transient_local) sent before the node existed. A latched message
+# reaches both; it is taken once, by its (publisher gid, sequence number).
+QUERY_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+LATCHED_QUERY_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                               durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class Condition:
@@ -73,6 +81,8 @@ class Ov2Node(Node):
         self.pipeline: PerceptionPipeline | None = None
         self._worker: InferenceWorker | None = None
         self._subs: list[Any] = []
+        self._query_subs: list[Any] = []
+        self._queries_seen: deque[tuple[Any, int]] = deque(maxlen=64)   # (publisher gid, sequence) taken already
         self._pubs: dict[str, Any] = {}
         self._conditions: dict[str, Condition] = {}
         self._cond_lock = threading.Lock()
@@ -142,6 +152,9 @@ class Ov2Node(Node):
                       for key, (msg_type, topic, depth) in OUTPUT_TOPICS.items()
                       if key != "canvases" or self._settings["publish_canvases"]}
         self._diag_timer = self.create_timer(self._settings["diagnostics_period_s"], self._publish_diagnostics)
+        self._query_subs = [self.create_subscription(String, "query", self._on_query, qos,
+                                                     callback_group=self._query_group)
+                            for qos in (QUERY_QOS, LATCHED_QUERY_QOS)]
         self.get_logger().info(f"configured: model={self.config.model} device={self.config.device} "
                                f"backend={self.config.backend} "
                                f"mode={self.config.tokenizer.mode} default_task={self.config.default_task}")
@@ -170,10 +183,10 @@ class Ov2Node(Node):
             self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos,
                                      callback_group=self._video_group,
                                      event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_lost)),
-            self.create_subscription(String, "query", self._on_query, 10, callback_group=self._query_group),
         ]
         self._worker = InferenceWorker(self.pipeline, self._publish_result, self._on_worker_error,
                                        nice=self._settings["inference_nice"])
+        self._worker.poke()              # a query that arrived while the model loaded
         self.get_logger().info("active: listening on image/compressed and query")
         return super().on_activate(state)
 
@@ -209,6 +222,9 @@ class Ov2Node(Node):
         self._subs = []
 
     def _teardown(self) -> None:
+        for sub in self._query_subs:
+            self.destroy_subscription(sub)
+        self._query_subs = []
         for p in self._pubs.values():
             self.destroy_lifecycle_publisher(p)
         self._pubs = {}
@@ -264,9 +280,9 @@ class Ov2Node(Node):
         self._report("transport_lost", "warn", f"{self.transport_lost} access units lost in transport before "
                                                "decode (raise qos_depth or lower the load)")
 
-    def _on_query(self, msg: String) -> None:
+    def _on_query(self, msg: String, info: Any = None) -> None:
         pipeline = self.pipeline
-        if pipeline is None:
+        if pipeline is None or self._seen_before(info):
             return
         try:
             query = pipeline.set_query(msg.data)
@@ -280,6 +296,17 @@ class Ov2Node(Node):
                                                        "window; it runs when the first frame group closes")
         if self._worker is not None:
             self._worker.poke()
+
+    def _seen_before(self, info: Any) -> bool:
+        """Whether this exact message (publisher gid + sequence number) came in on the other query subscription."""
+        gid, seq = (info or {}).get("publisher_gid"), (info or {}).get("publication_sequence_number")
+        if gid is None or not seq:
+            return False
+        key = (bytes(gid["data"]) if isinstance(gid, dict) else bytes(gid), seq)
+        if key in self._queries_seen:
+            return True
+        self._queries_seen.append(key)
+        return False
 
     # ------------------------------------------------------------------ outputs (worker thread)
     def _publish_result(self, result: PerceptionResult) -> None:

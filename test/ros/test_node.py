@@ -283,3 +283,29 @@ def test_onnxruntime_backend_answers_on_the_answer_topic(ros, small_clip, tmp_pa
     payload = json.loads(out["answer"][-1].data)
     assert payload["task"] == "ask" and payload["window"]["end_frame"] > payload["window"]["start_frame"]
     assert node.pipeline.stats.model_errors == 0
+
+
+def test_a_query_sent_while_the_model_loads_is_kept(ros, small_clip, make_runtime):
+    """Issue 10 item 9: the query subscription used to appear only at activate, so a query sent at start-up was lost."""
+    out = outputs(ros)
+    node = start_node(ros, make_runtime(), segment=False, autostart=False)
+    node.trigger_configure()                      # configured, model not loaded yet: what a new user's node is
+    send_query(ros, "when: the square moves")     # a plain volatile publisher
+    ros.wait_until(lambda: node.pipeline.query is not None, 10, "the query stored before activate")
+    node.trigger_activate()
+    Stream(ros).play(small_clip.aus[:40])
+    ros.wait_until(lambda: out["answer"], 60, "the answer to the start-up query")
+    assert json.loads(out["answer"][0].data)["query"] == "when: the square moves"
+
+
+def test_a_latched_query_published_before_the_node_exists_arrives_once(ros, small_clip, make_runtime):
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    ros.publisher(String, "query", latched).publish(String(data="ask: what happens"))   # no node yet
+    out = outputs(ros)
+    node = start_node(ros, make_runtime(), segment=False)
+    ros.wait_until(lambda: node.pipeline.query is not None, 10, "the latched query")
+    Stream(ros).play(small_clip.aus[:40])
+    ros.wait_until(lambda: out["answer"], 60, "the answer to the latched query")
+    assert node.pipeline._query_version == 1          # both query subscriptions matched it; it was taken once
