@@ -42,8 +42,11 @@ class PipelineConfig:
     codec: str = "h264"                  # h264 | hevc: what the camera sends
     model: str = "tiny-random"           # "tiny-random", an HF id or a local checkpoint directory
     device: str = "cpu"
-    backend: str = "torch"               # torch | onnxruntime | tensorrt
+    backend: str = "torch"               # torch | onnxruntime | tensorrt | ray (served by `ov2-ros serve`)
     export_dir: str = ""                 # onnxruntime/tensorrt: the folder `ov2-ros export` wrote ("" for torch)
+    ray_address: str = "http://127.0.0.1:8000"   # ray: Serve's HTTP endpoint, or a Ray address (auto, ray://h:10001)
+    ray_app: str = "ov2"                 # ray: the Serve application name (also its HTTP route)
+    ray_timeout_s: float = 30.0          # ray: request timeout (seconds)
     max_new_tokens: int = 128
     segment: bool = True                 # SAM2 masks from track/point answers
     segment_model: str = "tiny-random"
@@ -64,8 +67,10 @@ class PipelineConfig:
                               "segment_max_frames >= 1")
         if self.codec not in ("h264", "hevc"):
             raise ConfigError(f"codec must be h264 or hevc, got {self.codec!r}")
-        if self.backend not in ("torch", "onnxruntime", "tensorrt"):
-            raise ConfigError(f"backend must be torch, onnxruntime or tensorrt, got {self.backend!r}")
+        if self.backend not in ("torch", "onnxruntime", "tensorrt", "ray"):
+            raise ConfigError(f"backend must be torch, onnxruntime, tensorrt or ray, got {self.backend!r}")
+        if self.ray_timeout_s <= 0:
+            raise ConfigError(f"ray_timeout_s must be > 0, got {self.ray_timeout_s}")
 
 
 def load_model_runtime(config: PipelineConfig) -> Any:
@@ -76,7 +81,8 @@ def load_model_runtime(config: PipelineConfig) -> Any:
     from ov2_ros.engines.runtime import select_backend
 
     return select_backend(config.backend, config.model, device=config.device, export_dir=config.export_dir or None,
-                          max_new_tokens=config.max_new_tokens)
+                          max_new_tokens=config.max_new_tokens, ray_address=config.ray_address,
+                          ray_app=config.ray_app, ray_timeout_s=config.ray_timeout_s)
 
 
 @dataclass(frozen=True)
@@ -450,7 +456,8 @@ class PerceptionPipeline:
                 "decode_ms_mean": 1e3 * s.decode_s_total / max(1, s.aus),
                 "tokenize_ms_mean": 1e3 * (s.push_s_total - s.decode_s_total) / max(1, s.aus),
                 "model_s": s.last_model_s, "frame_ring": len(self._frames), "last_issue": s.last_issue,
-                **{f"missing_{k}": v for k, v in self._missing.items()}}
+                **{f"missing_{k}": v for k, v in self._missing.items()},
+                **(self._runtime.status() if hasattr(self._runtime, "status") else {})}   # a served runtime's link
 
 
 class InferenceWorker:

@@ -23,8 +23,12 @@ def add_replay_arguments(parser: Any, query_required: bool) -> None:
                         help="window budget in canvases (multiple of 4; default 32 = 8 groups)")
     parser.add_argument("--max-new-tokens", type=int, default=128, metavar="N", help="answer length cap (128)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="torch",
-                        help="model runtime (default torch); onnxruntime/tensorrt need --export-dir")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt", "ray"), default="torch",
+                        help="model runtime (default torch); onnxruntime/tensorrt need --export-dir; ray asks a "
+                             "Ray Serve deployment (ov2-ros serve)")
+    parser.add_argument("--ray-address", default="http://127.0.0.1:8000", metavar="ADDR",
+                        help="ray backend: Serve's HTTP endpoint or a Ray address (auto, ray://head:10001)")
+    parser.add_argument("--ray-app", default="ov2", metavar="NAME", help="ray backend: the Serve application name")
     parser.add_argument("--export-dir", default="", metavar="DIR",
                         help="the folder `ov2-ros export --parts vision,decoder` wrote for --model")
     parser.add_argument("--no-segment", action="store_true", help="skip SAM2 masks for track/point answers")
@@ -50,7 +54,8 @@ def replay_config(args: argparse.Namespace, mode: str, query: str):
         raise ConfigError(f"--canvases must be a positive multiple of 4 (groups of 1 I + 3 P), got {args.canvases}")
     return ReplayConfig(query=query, topic=args.topic, model=args.model, mode=mode, canvases=args.canvases,
                         segment=not args.no_segment, device=args.device, storage=args.storage,
-                        max_new_tokens=args.max_new_tokens, backend=args.backend, export_dir=args.export_dir)
+                        max_new_tokens=args.max_new_tokens, backend=args.backend, export_dir=args.export_dir,
+                        ray_address=args.ray_address, ray_app=args.ray_app)
 
 
 def summary_line(results, out: Path) -> str:

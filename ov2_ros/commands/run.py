@@ -16,13 +16,20 @@ HELP = "run the ov2_node ROS 2 node (H.264 + queries in; answers, points, waypoi
 FLAG_PARAMS = {"model": "model", "device": "device", "backend": "backend", "export_dir": "export_dir",
                "default_task": "default_task",
                "mode": "tokenizer.mode", "canvases": "tokenizer.window_canvases", "rerun": "rerun",
-               "no_segment": "segment", "segment_model": "segment_model", "codec": "codec"}
+               "no_segment": "segment", "segment_model": "segment_model", "codec": "codec",
+               "ray_address": "ray_address", "ray_app": "ray_app"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="tiny-random (random weights: meaningless answers), an HF id or a folder")
     parser.add_argument("--device", help="torch device: cpu, cuda, cuda:0")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"))
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt", "ray"),
+                        help="ray: answers from a Ray Serve deployment (ov2-ros serve); decoding, tokenizing "
+                             "and SAM2 stay on this machine")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="ray backend: Serve's HTTP endpoint (http://head:8000) or a Ray address "
+                             "(auto, ray://head:10001)")
+    parser.add_argument("--ray-app", metavar="NAME", help="ray backend: the Serve application name (default ov2)")
     parser.add_argument("--export-dir", metavar="DIR",
                         help="onnxruntime/tensorrt: the folder `ov2-ros export --parts vision,decoder` wrote")
     parser.add_argument("--default-task", choices=("track", "point", "waypoints", "ground", "ask"),

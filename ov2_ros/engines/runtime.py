@@ -148,22 +148,29 @@ class EngineVlmRuntime(VlmRuntime):
         self.model = None
 
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "ray")
 
 
 def select_backend(name: str, model: str = "tiny-random", device: str = "cpu", export_dir=None,
-                   max_new_tokens: int = 128, precision: str = "fp16", **torch_kwargs) -> VlmRuntime:
+                   max_new_tokens: int = 128, precision: str = "fp16", ray_address: str = "http://127.0.0.1:8000",
+                   ray_app: str = "ov2", ray_timeout_s: float = 30.0, **torch_kwargs) -> VlmRuntime:
     """A runtime with ``answer(window, query)`` on the chosen backend.
 
     ``torch``: ``ov2_ros.model.load_runtime``. ``onnxruntime``/``tensorrt``: the parts in ``export_dir``
     (``ov2-ros export --parts vision,decoder``); tensorrt also builds or reuses cached engines there and fails at
-    once, naming what to install, where TensorRT does not import.
+    once, naming what to install, where TensorRT does not import. ``ray``: the Ray Serve application ``ray_app``
+    at ``ray_address`` (``ov2-ros serve``; ``ov2_ros.serving.ServedRuntime``), which loads no model here and
+    connects on the first answer; the served model is the server's.
     """
     from ov2_ros.errors import ConfigError
     from ov2_ros.model.loading import load_tokenizer
 
     if name not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if name == "ray":
+        from ov2_ros.serving.client import ServedRuntime
+
+        return ServedRuntime(ray_address, ray_app, timeout_s=ray_timeout_s)
     if name == "torch":
         from ov2_ros.model.runtime import load_runtime
 

@@ -85,6 +85,8 @@ class ReplayConfig:
     device: str = "cpu"
     backend: str = "torch"             # torch | onnxruntime | tensorrt (PipelineConfig.backend)
     export_dir: str = ""               # what `ov2-ros export` wrote, for onnxruntime/tensorrt
+    ray_address: str = "http://127.0.0.1:8000"   # ray backend: the Serve endpoint (PipelineConfig.ray_address)
+    ray_app: str = "ov2"
     storage: Storage = "mcap"          # of the results bag
     uniform_group_frames: int = 32     # uniform mode's fixed group length (match codec's to equal total tokens)
     encode_fps: float = 30.0           # raw/JPEG input only: the bridge encoder's nominal rate
@@ -99,7 +101,8 @@ def pipeline_config(config: ReplayConfig, codec: str = "h264") -> Any:
                                                     uniform_group_frames=config.uniform_group_frames),
                           model=config.model, device=config.device, segment=config.segment, rerun="group",
                           max_new_tokens=config.max_new_tokens, backend=config.backend,
-                          export_dir=config.export_dir, codec=codec)
+                          export_dir=config.export_dir, ray_address=config.ray_address, ray_app=config.ray_app,
+                          codec=codec)
 
 
 def group_record(group: FrameGroup) -> GroupRecord:

@@ -314,6 +314,7 @@ class Ov2Node(Node):
         if result.answer is None:
             self._report("model_error", "error", result.error or "model gave no answer")
             return
+        self._clear("model_error")          # answering again (e.g. the served backend is back)
         answer, stamps = result.answer, result.stamps
         newest = max(stamps) if stamps else None
         fallback = stamps[newest] if newest is not None else Header()

@@ -23,9 +23,12 @@ _PIPELINE_HELP = {
     "codec": "what the camera sends on image/compressed: h264 or hevc",
     "model": "VLM checkpoint: 'tiny-random' (random weights, plumbing only), an HF id or a local directory",
     "device": "torch device for the model and SAM2: cpu, cuda, cuda:0",
-    "backend": "inference backend: torch, onnxruntime or tensorrt",
+    "backend": "inference backend: torch, onnxruntime, tensorrt or ray (a Ray Serve deployment: ov2-ros serve)",
     "export_dir": "onnxruntime/tensorrt: the folder `ov2-ros export --parts vision,decoder` wrote for this model "
                   "('' with torch)",
+    "ray_address": "ray backend: Serve's HTTP endpoint (http://head:8000) or a Ray address (auto, ray://head:10001)",
+    "ray_app": "ray backend: the Serve application name (`ov2-ros serve --app`), also its HTTP route",
+    "ray_timeout_s": "ray backend: seconds before a request counts as failed (then retried with backoff)",
     "max_new_tokens": "generation budget per answer",
     "segment": "grow SAM2 masks from track/point answers",
     "segment_model": "SAM2 checkpoint: 'tiny-random', an HF id (facebook/sam2.1-hiera-tiny) or a local directory",
