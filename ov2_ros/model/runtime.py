@@ -1,16 +1,23 @@
-"""``VlmRuntime``: window + query -> parsed ``Answer``; the interface the ROS node and evaluation call.
+"""``VlmRuntime``: window + query -> parsed ``Answer``; the interface the ROS node, evaluation and serving call.
 
-One query = vision tokens (per-window cache, see ``vision_cache.py``) -> prompt embeddings -> greedy generation
-with a transformers ``StaticCache`` (prefill once, then one token per step at fixed shapes). On CUDA the decode
-step can be wrapped in ``torch.compile(mode="reduce-overhead")`` (CUDA graphs; static shapes make that possible)
-and attention uses SDPA (flash kernels for bf16/fp16). Those CUDA paths are present but cannot run in the CPU-only
-development environment; ``bench/model_gpu.py`` measures them on a GPU.
+One query = vision tokens (per-group cache, see ``vision_cache.py``) -> prompt embeddings -> greedy generation
+over a transformers ``StaticCache`` (prefill once, then one token per step at fixed shapes, ``decoding.py``).
+``answer_batch`` runs B windows (other streams, other queries) together: one ViT call over every group the cache
+misses, one left-padded prefill, one batched decode in which each sequence stops at its own EOS; its tokens equal
+per-window generation.
+
+Decode modes (``decode=``): ``graph`` (default on CUDA) captures the one-token step in a CUDA graph and replays
+it, ``compile`` wraps it in ``torch.compile(mode="reduce-overhead")``, ``eager`` (default on CPU) calls it. A
+capture or compile that fails falls back to eager; ``Answer.extra["decode_mode"]`` says what ran and
+``extra["decode_fallback"]`` why. Attention is SDPA on CUDA (flash kernels for the bf16 ViT windows and the
+unpadded prefill), eager (the reference) on CPU. ``bench/model_gpu.py`` measures the CUDA paths.
 """
 from __future__ import annotations
 
 import gc
 import inspect
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import torch
@@ -18,22 +25,26 @@ from transformers.cache_utils import StaticCache
 
 from ov2_ros.codec.types import CodecWindow
 from ov2_ros.model.answer import Answer, Query
+from ov2_ros.model.decoding import DecodeState, make_runner
 from ov2_ros.model.errors import ModelError
 from ov2_ros.model.loading import TINY, load_model, load_tokenizer
 from ov2_ros.model.parsers import parse_answer
-from ov2_ros.model.processor import ModelInputs, prepare_inputs
+from ov2_ros.model.processor import ModelInputs, VisionInputs, prepare_inputs
 from ov2_ros.model.prompts import instruction
 from ov2_ros.model.vision_cache import VisionCache
 
 
-# KV-cache length granularity (tokens): coarse with a compiled decode step, so CUDA graphs are captured once for
-# prompts of similar length; fine otherwise, since every padded slot costs attention work in prefill and decode.
+# KV-cache length granularity (tokens): coarse with a captured or compiled decode step, so one graph serves prompts
+# of similar length; fine otherwise, since every padded slot costs attention work in prefill and decode.
 CACHE_BLOCK, CACHE_BLOCK_COMPILED = 64, 512
+# (batch, cache length) decoders kept: each holds its KV cache (and graph); a serving replica sees a few batch sizes
+DECODERS_KEPT = 3
 
 
 @dataclass(frozen=True)
 class Generation:
-    """Greedy output: ``token_ids`` (new tokens only, eos excluded), decoded ``text`` and stage seconds."""
+    """Greedy output: ``token_ids`` (new tokens only, eos excluded), decoded ``text`` and stage seconds (of the
+    whole batch when batched), the decode mode that ran and why it fell back, if it did."""
 
     token_ids: tuple[int, ...]
     text: str
@@ -41,6 +52,33 @@ class Generation:
     prefill_s: float
     decode_s: float
     prompt_tokens: int
+    batch_size: int = 1
+    decode_mode: str = "eager"
+    decode_fallback: str | None = None
+
+
+def encode_fused(model, parts: list[VisionInputs]) -> list[torch.Tensor]:
+    """Vision tokens of several windows' inputs from one ViT call: their grid rows stay separate, so the tower's
+    attention windows are those of each window encoded alone."""
+    device = next(model.parameters()).device
+    rows = [(v.pixel_values_videos, v.video_grid_thw, v.patch_positions) for v in parts]
+    pixels, grid, positions = (torch.cat(t).to(device) for t in zip(*rows))
+    tokens = model.model.get_video_features(pixels, grid, positions)
+    if len(parts) == 1:
+        return [tokens]
+    merged = len(pixels) // len(tokens)                                       # patches per token (m^2)
+    return list(tokens.split([len(p) // merged for p, _, _ in rows]))
+
+
+@dataclass
+class _Decoder:
+    """The KV cache, step buffers and step runner of one (batch, cache length)."""
+
+    cache: StaticCache
+    state: DecodeState | None = None
+    run: object = None
+    mode: str = "eager"
+    fallback: str | None = None
 
 
 def _sync(device: torch.device) -> None:
@@ -50,7 +88,7 @@ def _sync(device: torch.device) -> None:
 
 class VlmRuntime:
     def __init__(self, model, tokenizer, max_new_tokens: int = 128, vision_cache_windows: int = 16,
-                 compile_decode: bool = False):
+                 compile_decode: bool = False, decode: str | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -60,14 +98,12 @@ class VlmRuntime:
         self.stop_ids = {int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
         if tokenizer.eos_token_id is not None:
             self.stop_ids.add(int(tokenizer.eos_token_id))
-        self._cache: StaticCache | None = None
-        self._cache_len = 0
-        self._step = self._decode_step
-        self.compiled_decode = compile_decode
-        if compile_decode:
-            # CUDA graphs on a GPU; on CPU this only fuses kernels (minutes of compile for little gain: for checks)
-            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
-            self._step = torch.compile(self._decode_step, mode=mode, fullgraph=False)
+        pad = model.config.pad_token_id
+        self.pad_id = int(pad) if pad is not None else min(self.stop_ids, default=0)
+        self.decode_mode = decode or ("compile" if compile_decode else
+                                      "graph" if self.device.type == "cuda" else "eager")
+        self.compiled_decode = self.decode_mode != "eager"
+        self._decoders: OrderedDict[tuple[int, int], _Decoder] = OrderedDict()
 
     # -- stages ---------------------------------------------------------------------------------------------------
     def prepare(self, window: CodecWindow, query: Query) -> ModelInputs:
@@ -78,15 +114,15 @@ class VlmRuntime:
         """(tokens, D) merged vision tokens of the window, per-window cached when ``use_cache``."""
         if use_cache:
             return self.vision_cache.encode(self.model, inputs.window)
-        v = inputs.vision
-        return self.model.model.get_video_features(v.pixel_values_videos.to(self.device),
-                                                   v.video_grid_thw.to(self.device), v.patch_positions.to(self.device))
+        return encode_fused(self.model, [inputs.vision])[0]
 
-    def _decode_step(self, token: torch.Tensor, position: torch.Tensor, cache: StaticCache) -> torch.Tensor:
-        lm = self.model.model.language_model
-        hidden = lm(inputs_embeds=lm.embed_tokens(token), position_ids=position, cache=cache,
-                    use_cache=True).last_hidden_state
-        return self.model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)
+    def _vision_batch(self, batch: list[ModelInputs], use_cache: bool) -> list[torch.Tensor]:
+        if not use_cache:
+            return encode_fused(self.model, [x.vision for x in batch])
+        # each stream's groups must outlive the next batch's slide: hold at least two batches' worth
+        groups = sum(-(-len(x.window.canvases) // self.model.config.vision_config.frame_windows_size) for x in batch)
+        self.vision_cache.capacity = max(self.vision_cache.capacity, 2 * groups)
+        return [self.vision_cache.encode(self.model, x.window) for x in batch]
 
     @torch.inference_mode()
     def generate(self, window_or_inputs: CodecWindow | ModelInputs, inputs: ModelInputs | None = None,
@@ -103,46 +139,85 @@ class VlmRuntime:
                 inputs = window_or_inputs
         elif inputs is None or inputs.window is not window_or_inputs:
             raise ModelError("generate(window, inputs): inputs must be prepared from that window")
+        return self.generate_batch([inputs], max_new_tokens, use_vision_cache, stop_at_eos)[0]
+
+    @torch.inference_mode()
+    def generate_batch(self, batch: list[ModelInputs], max_new_tokens: int | None = None,
+                       use_vision_cache: bool = True, stop_at_eos: bool = True) -> list[Generation]:
+        """Greedy decoding of B prompts together: left-padded prefill, then one batched step per token until every
+        sequence has met its EOS (or ``max_new_tokens``). Tokens equal ``generate`` on each prompt alone."""
+        if not batch:
+            return []
         max_new = max_new_tokens or self.max_new_tokens
         t0 = time.perf_counter()
-        vision = self.vision_tokens(inputs, use_vision_cache)
+        vision = self._vision_batch(batch, use_vision_cache)
         _sync(self.device)
         t1 = time.perf_counter()
-        ids = inputs.input_ids.to(self.device)
-        embeds = self.model.model.embed(ids, video_embeds=vision)
-        n = ids.shape[1]
-        cache = self._static_cache(n + max_new)
+        lengths = [int(x.input_ids.shape[1]) for x in batch]
+        width = max(lengths)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.int64)
+        mask = torch.zeros((len(batch), width), dtype=torch.int64)
+        for row, (x, n) in enumerate(zip(batch, lengths)):
+            ids[row, width - n:] = x.input_ids[0]
+            mask[row, width - n:] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        embeds = self.model.model.embed(ids, video_embeds=torch.cat(vision))
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        dec = self._decoder(len(batch), width + max_new)
         lm = self.model.model.language_model
-        hidden = lm(inputs_embeds=embeds, position_ids=torch.arange(n, device=self.device)[None], cache=cache,
-                    use_cache=True).last_hidden_state
-        token = self.model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)
+        hidden = lm(inputs_embeds=embeds, position_ids=positions, cache=dec.cache, use_cache=True,
+                    attention_mask=mask if min(lengths) < width else None).last_hidden_state
+        first = self.model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)
+        self._start(dec, first, positions[:, -1:] + 1, mask, embeds.dtype)
+        tokens = first.tolist()
         _sync(self.device)
         t2 = time.perf_counter()
-        out: list[int] = []
-        for i in range(max_new):
-            tok = int(token)
-            if stop_at_eos and tok in self.stop_ids:
+        outs: list[list[int]] = [[] for _ in batch]
+        live = [True] * len(batch)
+        for _ in range(max_new):
+            for row, (tok,) in enumerate(tokens):
+                if not live[row]:
+                    continue
+                if stop_at_eos and tok in self.stop_ids:
+                    live[row] = False
+                    continue
+                outs[row].append(tok)
+                live[row] = len(outs[row]) < max_new
+            if not any(live):
                 break
-            out.append(tok)
-            if i + 1 == max_new:
-                break
-            token = self._step(token, torch.tensor([[n + i]], device=self.device), cache)
+            dec.run()
+            tokens = dec.state.token.tolist()           # the one host read per step: the new tokens
         _sync(self.device)
         t3 = time.perf_counter()
-        text = self.tokenizer.decode(out, skip_special_tokens=True)
-        return Generation(tuple(out), text, t1 - t0, t2 - t1, t3 - t2, n)
+        return [Generation(tuple(out), self.tokenizer.decode(out, skip_special_tokens=True), t1 - t0, t2 - t1,
+                           t3 - t2, n, len(batch), dec.mode, dec.fallback) for out, n in zip(outs, lengths)]
 
-    def _static_cache(self, length: int) -> StaticCache:
-        """One KV cache reused across queries (no reallocation), its length rounded up to a block of tokens."""
+    def _decoder(self, batch: int, length: int) -> _Decoder:
+        """The decoder of (batch, length rounded up to a cache block), reused across queries: its cache is reset
+        in place, so a captured graph stays valid."""
         block = CACHE_BLOCK_COMPILED if self.compiled_decode else CACHE_BLOCK
-        size = -(-length // block) * block
-        if self._cache is None or self._cache_len != size:
-            self._cache = None                                  # free the old one before allocating
-            self._cache = StaticCache(config=self.model.config.text_config, max_cache_len=size)
-            self._cache_len = size
+        key = (batch, -(-length // block) * block)
+        dec = self._decoders.get(key)
+        if dec is not None:
+            self._decoders.move_to_end(key)
+            dec.cache.reset()
+            return dec
+        while len(self._decoders) >= DECODERS_KEPT:       # free the oldest before allocating
+            self._decoders.popitem(last=False)
+        dec = self._decoders[key] = _Decoder(StaticCache(config=self.model.config.text_config,
+                                                         max_cache_len=key[1]))
+        return dec
+
+    def _start(self, dec: _Decoder, first: torch.Tensor, position: torch.Tensor, mask: torch.Tensor,
+               dtype: torch.dtype) -> None:
+        """Load the step buffers after a prefill; on first use (the cache now allocated) build the step runner."""
+        if dec.state is None:
+            dec.state = DecodeState.allocate(first.shape[0], dec.cache.layers[0].max_cache_len, dec.cache, dtype,
+                                             self.device)
+            dec.state.load(first, position, mask)
+            dec.run, dec.mode, dec.fallback = make_runner(self.model, dec.state, self.decode_mode)
         else:
-            self._cache.reset()
-        return self._cache
+            dec.state.load(first, position, mask)
 
     def _generate_for(self, window: CodecWindow, inputs: ModelInputs) -> Generation:
         # Subclasses (test doubles, the engine backends) override generate in either published form; call theirs
@@ -151,26 +226,42 @@ class VlmRuntime:
             return self.generate(window, inputs)
         return self.generate(inputs)
 
-    # -- the interface the node and evaluation use ------------------------------------------------------------------
+    # -- the interface the node, evaluation and serving use -----------------------------------------------------
     def answer(self, window: CodecWindow, query: Query) -> Answer:
         """Run ``query`` on ``window``; the parsed answer with latency, window span and stage timings."""
         t0 = time.perf_counter()
         inputs = self.prepare(window, query)
         gen = self._generate_for(window, inputs)
+        return self._answer_of(window, query, gen, time.perf_counter() - t0)
+
+    def answer_batch(self, items: list[tuple[CodecWindow, Query]]) -> list[Answer]:
+        """``answer`` for B (window, query) pairs in one batch (``generate_batch``), in order; each answer's
+        ``latency_s`` is the batch's. Backends that override ``generate`` only answer one by one."""
+        if type(self).generate is not VlmRuntime.generate and type(self).generate_batch is VlmRuntime.generate_batch:
+            return [self.answer(window, query) for window, query in items]
+        t0 = time.perf_counter()
+        batch = [self.prepare(window, query) for window, query in items]
+        gens = self.generate_batch(batch)
+        latency = time.perf_counter() - t0
+        return [self._answer_of(window, query, gen, latency) for (window, query), gen in zip(items, gens)]
+
+    def _answer_of(self, window: CodecWindow, query: Query, gen: Generation, latency: float) -> Answer:
         times = window.frame_times
         parsed = parse_answer(query.task, gen.text, times, window.source_size)
         stats = self.vision_cache.stats
         span = (min(times.values()), max(times.values())) if times else (0.0, 0.0)
-        return replace(parsed, latency_s=time.perf_counter() - t0, window_span=span,
+        return replace(parsed, latency_s=latency, window_span=span,
                        window_frames=(window.start_frame, window.end_frame),
                        extra={"prompt_tokens": gen.prompt_tokens, "new_tokens": len(gen.token_ids),
                               "vit_s": gen.vit_s, "prefill_s": gen.prefill_s, "decode_s": gen.decode_s,
+                              "batch_size": gen.batch_size, "decode_mode": gen.decode_mode,
+                              "decode_fallback": gen.decode_fallback,
                               "vision_cache_hits": stats.hits, "vision_cache_misses": stats.misses})
 
     def close(self) -> None:
         """Drop the model and cached tensors; frees GPU memory."""
         self.vision_cache.clear()
-        self._cache = None
+        self._decoders.clear()
         self.model = None
         gc.collect()
         if torch.cuda.is_available():
@@ -179,11 +270,17 @@ class VlmRuntime:
 
 def load_runtime(model: str = TINY, device: str = "cpu", dtype: torch.dtype | None = None,
                  max_new_tokens: int = 128, backend: str = "torch", attn_implementation: str | None = None,
-                 compile_decode: bool = False, vision_cache_windows: int = 16) -> VlmRuntime:
-    """A ready runtime. ``attn_implementation`` defaults to eager on CPU (the reference) and SDPA on CUDA."""
+                 compile_decode: bool = False, vision_cache_windows: int = 16, decode: str | None = None,
+                 quantize: str | None = None) -> VlmRuntime:
+    """A ready runtime. ``attn_implementation`` defaults to eager on CPU (the reference) and SDPA on CUDA;
+    ``decode``: ``eager`` / ``graph`` / ``compile`` (see the module docstring); ``quantize``: ``int8`` or ``int4``
+    weight-only (``ov2_ros.model.quantize``), or None for the checkpoint's dtype."""
     if backend != "torch":
         raise ModelError(f"ov2_ros.model.load_runtime runs the torch backend only, not {backend!r}; exported "
                          "onnxruntime/tensorrt parts load with ov2_ros.engines.runtime.select_backend")
     attn = attn_implementation or ("sdpa" if torch.device(device).type == "cuda" else "eager")
     net = load_model(model, device=device, dtype=dtype, attn_implementation=attn)
-    return VlmRuntime(net, load_tokenizer(model), max_new_tokens, vision_cache_windows, compile_decode)
+    if quantize:
+        from ov2_ros.model.quantize import quantize_weights
+        quantize_weights(net, quantize)
+    return VlmRuntime(net, load_tokenizer(model), max_new_tokens, vision_cache_windows, compile_decode, decode)

@@ -14,7 +14,8 @@ from ov2_ros.codec.types import TokenizerConfig
 def codec_windows(window_canvases: int = 8):
     """Every window the tokenizer exposes while the 160x120 event clip streams through it (one per closed group)."""
     clip = make_event_clip(160, 120)
-    tok = CodecTokenizer(TokenizerConfig(window_canvases=window_canvases, min_group_frames=8, max_group_frames=32),
+    tok = CodecTokenizer(TokenizerConfig(structure="seed", window_canvases=window_canvases, min_group_frames=8,
+                                         max_group_frames=32),
                          fps=clip.fps)
     windows = []
     for i, au in enumerate(clip.aus):

@@ -86,9 +86,11 @@ def test_transformers_generate_gives_the_same_tokens(runtime, windows):
 def test_kv_cache_is_reused_across_queries(runtime, windows):
     inputs = runtime.prepare(windows[4], Query("ask", "a"))
     first = runtime.generate(windows[4], inputs, 4, stop_at_eos=False)
-    cache = runtime._cache
+    decoders = dict(runtime._decoders)
     again = runtime.generate(windows[4], runtime.prepare(windows[4], Query("ask", "a")), 4, stop_at_eos=False)
-    assert runtime._cache is cache and again.token_ids == first.token_ids   # reset, not stale
+    assert again.token_ids == first.token_ids                                  # reset, not stale
+    key = next(k for k in runtime._decoders if k[0] == 1)
+    assert runtime._decoders[key] is decoders[key] and runtime._decoders[key].cache is decoders[key].cache
 
 
 def test_canvas_digests_are_memoised_and_dropped_with_their_arrays(windows):
@@ -141,3 +143,135 @@ def test_uniform_frames_answer_end_to_end(runtime):
     answer = runtime.answer(window, Query("ground", "the square moves"))
     assert answer.task == "ground" and answer.window_frames == (0, 106)
     assert answer.extra["prompt_tokens"] > window.num_tokens
+
+
+# -- batched generation (one ViT call, left-padded prefill, batched decode) -------------------------------------
+def _items(windows):
+    return [(windows[1], Query("ask", "what moves?")), (windows[3], Query("track", "the red square")),
+            (windows[5], Query("ask", "a")), (windows[2], Query("point", "the square"))]
+
+
+def _other_stream(window):
+    """The same window as seen by another camera (inverted pixels): other cache keys, same layout."""
+    from dataclasses import replace
+
+    return replace(window, groups=tuple(
+        replace(g, canvases=tuple(replace(c, pixels=255 - c.pixels) for c in g.canvases)) for g in window.groups))
+
+
+def test_batched_greedy_tokens_equal_per_window_generation(runtime, windows):
+    batch = [runtime.prepare(w, q) for w, q in _items(windows)]
+    assert len({x.input_ids.shape[1] for x in batch}) == 4            # every row padded differently
+    alone = [runtime.generate(x, stop_at_eos=False) for x in batch]
+    together = runtime.generate_batch(batch, stop_at_eos=False)
+    assert [g.token_ids for g in together] == [g.token_ids for g in alone]
+    assert [g.prompt_tokens for g in together] == [g.prompt_tokens for g in alone]
+    assert {g.batch_size for g in together} == {4} and len(together[0].token_ids) == runtime.max_new_tokens
+
+
+def test_each_sequence_stops_at_its_own_eos(runtime, windows):
+    batch = [runtime.prepare(w, q) for w, q in _items(windows)]
+    free = [runtime.generate(x, stop_at_eos=False).token_ids for x in batch]
+    # random weights rarely say EOS: make a token the rows reach at different steps the stop token
+    stop = next(t for t in free[0][1:] if len({row.index(t) if t in row else None for row in free}) > 1)
+    saved = set(runtime.stop_ids)
+    try:
+        runtime.stop_ids = {stop}
+        alone = [runtime.generate(x).token_ids for x in batch]
+        together = [g.token_ids for g in runtime.generate_batch(batch)]
+    finally:
+        runtime.stop_ids = saved
+    assert together == alone
+    assert len({len(t) for t in together}) > 1 and min(len(t) for t in together) < runtime.max_new_tokens
+    assert all(stop not in t for t in together)
+
+
+def test_answer_batch_equals_answers_one_by_one(runtime, windows):
+    items = _items(windows)
+    one_by_one = [runtime.answer(w, q) for w, q in items]
+    batched = runtime.answer_batch(items)
+    assert [a.text for a in batched] == [a.text for a in one_by_one]
+    assert [(a.task, a.window_frames, a.window_span) for a in batched] == \
+        [(a.task, a.window_frames, a.window_span) for a in one_by_one]
+    assert {a.extra["batch_size"] for a in batched} == {4} and len({a.latency_s for a in batched}) == 1
+    assert runtime.answer_batch([]) == []
+
+
+def test_batch_vision_cache_works_per_stream(windows):
+    from ov2_ros.model import load_runtime
+
+    rt = load_runtime("tiny-random", max_new_tokens=2, vision_cache_windows=1)   # grown to hold the batch
+    streams = [windows[1:5], [_other_stream(w) for w in windows[1:5]]]
+    for step, pair in enumerate(zip(*streams)):
+        hits, misses = rt.vision_cache.hits, rt.vision_cache.misses
+        batch = [rt.prepare(w, Query("ask", "?")) for w in pair]
+        cached = rt._vision_batch(batch, use_cache=True)
+        fresh = [rt.vision_tokens(x, use_cache=False) for x in batch]
+        for c, f in zip(cached, fresh):
+            torch.testing.assert_close(c, f, rtol=1e-5, atol=1e-5)      # one fused ViT call vs each window alone
+        # 2 groups per window: the first batch encodes both of each stream, each slide only the new one per stream
+        assert rt.vision_cache.misses - misses == (4 if step == 0 else 2)
+        assert rt.vision_cache.hits - hits == (0 if step == 0 else 2)
+    rt.close()
+
+
+def test_batch_repeating_a_window_encodes_it_once(runtime, windows):
+    runtime.vision_cache.clear()
+    misses = runtime.vision_cache.misses
+    batch = [runtime.prepare(windows[3], Query("ask", q)) for q in ("a", "b")]
+    a, b = runtime._vision_batch(batch, use_cache=True)
+    assert runtime.vision_cache.misses - misses == 2 and torch.equal(a, b)
+
+
+# -- decode modes ----------------------------------------------------------------------------------------------
+def test_static_step_traces_as_one_graph(runtime, windows):
+    """The one-token step reads nothing back to the host (no data-dependent branch): dynamo traces it whole
+    (``fullgraph``), which is what CUDA-graph capture and ``torch.compile`` need."""
+    from ov2_ros.model.decoding import DecodeState, decode_step
+
+    runtime.generate(runtime.prepare(windows[2], Query("ask", "?")), 3, stop_at_eos=False)
+    dec = next(d for k, d in runtime._decoders.items() if k[0] == 1)
+    saved = dec.state.snapshot()
+    expected = dec.state.token.clone()
+    with torch.inference_mode():
+        decode_step(runtime.model, dec.state)
+        expected = dec.state.token.clone()
+        dec.state.restore(saved)
+        traced = torch.compile(lambda: decode_step(runtime.model, dec.state), backend="eager", fullgraph=True)
+        traced()
+    assert torch.equal(dec.state.token, expected) and isinstance(dec.state, DecodeState)
+
+
+def test_graph_decode_falls_back_to_eager_without_cuda(windows):
+    from ov2_ros.model import load_runtime
+
+    if torch.cuda.is_available():
+        import pytest
+        pytest.skip("this machine has CUDA: the graph path runs (test_graph_decode_equals_eager_on_cuda)")
+    eager = load_runtime("tiny-random", max_new_tokens=6, decode="eager")
+    graph = load_runtime("tiny-random", max_new_tokens=6, decode="graph")
+    window, query = windows[4], Query("track", "the red square")
+    a, b = eager.answer(window, query), graph.answer(window, query)
+    assert a.extra["decode_mode"] == "eager" and a.extra["decode_fallback"] is None
+    assert b.extra["decode_mode"] == "eager" and "CUDA graphs need a CUDA device" in b.extra["decode_fallback"]
+    assert b.text == a.text
+    batched = graph.answer_batch([(window, query), (windows[2], query)])
+    assert batched[0].text == a.text and "CUDA" in batched[1].extra["decode_fallback"]
+    with __import__("pytest").raises(ValueError, match="decode mode"):
+        load_runtime("tiny-random", decode="fast").answer(window, query)
+
+
+def test_graph_decode_equals_eager_on_cuda(windows):
+    import pytest
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU: CUDA-graph capture of the decode step (bench/gpu_all.sh runs it on one)")
+    from ov2_ros.model import load_runtime
+
+    rts = {m: load_runtime("tiny-random", device="cuda", max_new_tokens=8, decode=m) for m in ("eager", "graph")}
+    items = _items(windows)
+    out = {m: rt.answer_batch(items) for m, rt in rts.items()}
+    assert [a.text for a in out["graph"]] == [a.text for a in out["eager"]]
+    assert out["graph"][0].extra["decode_mode"] == "graph", out["graph"][0].extra["decode_fallback"]
+    again = rts["graph"].answer_batch(items)                 # the captured graph replays for a new query
+    assert [a.text for a in again] == [a.text for a in out["eager"]]
