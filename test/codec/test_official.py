@@ -1,0 +1,198 @@
+"""The official structure (codec-video-prep 0.2.5's): sampling, readiness groups and their tail rule, top-k blocks,
+the bit-cost estimate's macroblock mapping, and the tokenizer built from them, on real libx264 clips."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from ov2_ros.codec.grouping import ReadinessConfig, ReadinessGrouper, readiness_groups, readiness_stats, \
+    readiness_threshold
+from ov2_ros.codec.packing import CanvasGrid
+from ov2_ros.codec.sampling import RateSampler, SetSampler, dedup_refill, official_frame_ids, shift_off_keyframes, \
+    uniform_count
+from ov2_ros.codec.saliency import BitCostEstimator, MacroblockMap, normalise_log_bits
+from ov2_ros.codec.selection import topk_blocks
+from ov2_ros.codec.tokenizer import CodecTokenizer, tokenize_file
+from ov2_ros.codec.types import TokenizerConfig
+from ov2_ros.errors import ConfigError
+
+SMALL = ReadinessConfig(min_frames=8, max_frames=64, budget=6, bins=3, chunk=32)
+
+
+def test_uniform_count_truncates_linspace_and_keeps_both_ends():
+    assert uniform_count(10, 4) == [0, 3, 6, 9]
+    assert uniform_count(250, 64)[:3] == [0, 3, 7] and uniform_count(250, 64)[-1] == 249
+    assert uniform_count(1, 3) == [0, 0, 0]
+
+
+def test_keyframes_move_later_first_then_earlier():
+    assert shift_off_keyframes([0, 30, 59], {0, 30, 31}, 60) == [1, 29, 59]
+    assert shift_off_keyframes([5], {1, 2, 3, 4, 5, 6, 7, 8, 9}, 10) == [5]      # nothing free within 4: stays
+
+
+def test_duplicates_refilled_with_nearest_free_non_key_frames():
+    out = dedup_refill([0, 0, 4, 4], 10, keyframes={1})
+    assert out == sorted(out) and len(set(out)) == 4 and 1 not in out and {0, 4} <= set(out)
+    assert dedup_refill([2, 5, 7], 10, set()) == [2, 5, 7]
+
+
+def test_official_plan_size_and_short_files():
+    ids = official_frame_ids(1000, 32, keyframes=range(0, 1000, 60))
+    assert len(ids) == 256 and len(set(ids)) == 256 and not set(ids) & set(range(0, 1000, 60))
+    assert official_frame_ids(120, 32) == list(range(120))                         # shorter than the target: all
+    assert len(official_frame_ids(120, 8)) == 64
+
+
+def test_rate_sampler_spacing_and_keyframe_deferral():
+    s = RateSampler(4.0)
+    taken = [i for i in range(90) if s.take(i, i / 30, key_frame=(i == 30))]
+    assert taken[:4] == [0, 8, 15, 23] and 30 not in taken and 31 in taken
+    assert len(taken) == 12
+    every = RateSampler(0.0)
+    assert all(every.take(i, i / 30, False) for i in range(5))
+    assert SetSampler([2, 5]).take(5, 0.0, True) and not SetSampler([2, 5]).take(3, 0.0, False)
+
+
+def test_readiness_stats_topk_and_time_bins():
+    blocks = [np.zeros(4), np.array([9, 0, 0, 0.]), np.array([0, 0, 0, 1.]), np.array([0, 5, 0, 0.])]
+    total, covered = readiness_stats(blocks, budget=2, bins=3)
+    assert total == 14.0 and covered == 2            # frames 1 and 3 hold the top 2; frame 2's bin is empty
+    assert readiness_stats(blocks, budget=3, bins=3) == (15.0, 3)
+    assert readiness_stats(blocks[:1], 3, 3) == (0.0, 0)
+
+
+def _frames(levels):
+    """Block scores per sampled frame: one block at ``levels[i]``, three at 0."""
+    return [np.array([float(v), 0.0, 0.0, 0.0]) for v in levels]
+
+
+FADING = [1.0 - 0.001 * i for i in range(200)]     # each frame a little weaker: the top blocks are the earliest
+
+
+def test_groups_close_on_low_gain_and_never_exceed_max():
+    # the budget (6 blocks) is full of the earliest frames by length 8 (ready: they cover the 3 time bins); frame 9
+    # adds nothing (gain < 5%): every group closes at 9 sampled frames
+    assert readiness_groups(_frames(FADING[:36]), SMALL, threshold=1.0) == [(0, 9), (9, 18), (18, 27), (27, 36)]
+    # an unreachable threshold: groups of max_frames, then the tail as one group (>= min_frames)
+    assert readiness_groups(_frames(FADING[:150]), SMALL, threshold=1e9) == [(0, 64), (64, 128), (128, 150)]
+
+
+def test_tail_of_fewer_than_min_frames_is_dropped():
+    assert readiness_groups(_frames(FADING[:40]), SMALL, threshold=1.0)[-1] == (27, 36)   # 36..39 (4 < 8) dropped
+    assert readiness_groups(_frames(FADING[:5]), SMALL, threshold=1.0) == [(0, 5)]   # a short clip still gives one
+
+
+def test_growing_content_keeps_a_group_open_and_leftovers_restart():
+    # each frame doubles the score: the gain stays high, the group runs to max_frames and closes at its last ready
+    # length; the leftovers are scanned again as the next group
+    levels = [2.0 ** (i % 20) for i in range(60)]
+    cfg = replace(SMALL, max_frames=20)
+    groups = readiness_groups(_frames(levels), cfg, threshold=1.0)
+    assert all(8 <= e - s <= 20 for s, e in groups) and groups[0][0] == 0
+    assert all(a[1] == b[0] for a, b in zip(groups, groups[1:]))
+
+
+def test_online_grouper_equals_offline_with_the_same_threshold():
+    rng = np.random.default_rng(0)
+    blocks = [rng.random(4) * (1 + 4 * ((i // 17) % 2)) for i in range(120)]
+    thr = readiness_threshold(blocks, SMALL)
+    online = ReadinessGrouper(SMALL, thr)
+    lengths = [n for b in blocks for n in online.push(b)] + online.finish()
+    ends = np.cumsum(lengths)
+    assert [(int(e - n), int(e)) for n, e in zip(lengths, ends)] == readiness_groups(blocks, SMALL)
+    running = ReadinessGrouper(SMALL)               # live: running threshold estimate, still 8..64 frames
+    lengths = [n for b in blocks for n in running.push(b)] + running.finish()
+    assert all(8 <= n <= 64 for n in lengths) and sum(lengths) <= 120
+
+
+def test_topk_blocks_best_overall_in_t_r_c_order():
+    blocks = np.zeros((3, 2, 2), np.float32)
+    blocks[0, 1, 1], blocks[2, 0, 0], blocks[2, 1, 0], blocks[1, 0, 1] = 5, 4, 3, 1
+    sel = topk_blocks(np.array([10, 11, 12]), blocks, budget=3, block_cols=2)
+    assert sel.tolist() == [[10, 1, 1], [12, 0, 0], [12, 1, 0]]
+
+
+def test_macroblock_map_has_the_stride_column():
+    """The official maps are (mb_rows, mb_cols + 1) with a zero last column, resized whole onto the canvas: the
+    canvas' right edge gets nothing and the rest is squeezed; MacroblockMap reproduces that."""
+    import cv2
+
+    grid = CanvasGrid.for_source(272, 640)
+    mb = MacroblockMap(272, 640, grid)
+    values = np.random.default_rng(1).random((17, 40)).astype(np.float32)
+    padded = np.concatenate([values, np.zeros((17, 1), np.float32)], axis=1)
+    canvas = cv2.resize(padded, (grid.width, grid.height), interpolation=cv2.INTER_NEAREST)
+    expect = canvas.reshape(grid.block_rows, 28, grid.block_cols, 28).sum(axis=(1, 3))
+    np.testing.assert_allclose(mb(values), expect, rtol=1e-5)
+    assert normalise_log_bits(np.array([0.0, 1.0, 2.0, 100.0])).max() == 1.0
+
+
+def test_bitcost_estimate_follows_the_moving_object(clip):
+    """On a real clip, the block with the moving square scores above a static one."""
+    from ov2_ros.codec.decoder import StreamDecoder
+
+    dec = StreamDecoder("h264")
+    frames = [f for au in clip.aus for f in dec.decode(au)] + dec.flush()
+    grid = CanvasGrid.for_source(frames[0].height, frames[0].width)
+    est = BitCostEstimator(frames[0].height, frames[0].width, grid)
+    s, e = clip.events[0]
+    f, prev = frames[s + 5], frames[s + 4]
+    scores = est.score(f.luma, prev.luma, f.mvs)
+    assert scores.shape == (grid.block_rows, grid.block_cols) and scores.max() > 0
+    change = np.abs(f.luma.astype(np.int16) - prev.luma).astype(np.float32)
+    import cv2
+
+    change = cv2.resize(change, (grid.block_cols, grid.block_rows), interpolation=cv2.INTER_AREA)
+    best = np.unravel_index(np.argmax(scores), scores.shape)
+    assert change[best] > np.median(change)           # the top block is where the picture changed
+
+
+def _run(aus, config, **kw):
+    tok = CodecTokenizer(config, fps=30.0, **kw)
+    return [g for au in aus for g in tok.push(au)] + tok.flush()
+
+
+def test_live_official_groups_of_sampled_frames(clip):
+    config = TokenizerConfig(sample_fps=10.0)
+    groups = _run(clip.aus, config)
+    assert groups
+    sampled = RateSampler(10.0)
+    take = [i for i in range(len(clip.aus)) if sampled.take(i, i / 30, key_frame=(i % 60 == 0))]
+    for g in groups:
+        i_canvas, p = g.canvases[0], g.canvases[1:]
+        assert i_canvas.kind == "I" and set(i_canvas.frames.tolist()) == {g.start_frame}
+        assert g.start_frame in take and len(g.frame_bits) == g.num_frames
+        members = [t for t in take if g.start_frame <= t < g.end_frame]
+        assert 8 <= len(members) <= 64 or len(groups) == 1
+        for c in p:                                   # only sampled frames, (t, row, col) order, no padding canvas
+            pos = c.positions[::4]
+            real = pos[pos[:, 0] >= 0]
+            assert len(real) > 0 and set(real[:, 0].tolist()) <= set(members) - {g.start_frame}
+            key = real[:, 0] * 10_000 + real[:, 1] * 100 + real[:, 2]
+            assert np.all(np.diff(key) > 0)
+
+
+def test_offline_budget_samples_as_the_release(clip, tmp_path):
+    clip_file = tmp_path / "event.h264"
+    clip_file.write_bytes(b"".join(clip.aus))
+    res = tokenize_file(clip_file, TokenizerConfig(), canvases=8)
+    plan = official_frame_ids(120, 8, keyframes=range(0, 120, 60))
+    shown = {int(t) for c in res.canvases for t in c.frames}
+    assert shown <= set(plan) and len(plan) == 64
+    assert all(g.canvases[0].frames.tolist() == [g.start_frame] for g in res.groups)
+    assert all(g.start_frame in plan for g in res.groups)
+    assert 1 <= len(res.groups) <= 8 and all(1 <= len(g.canvases) <= 4 for g in res.groups)
+
+
+def test_every_frame_official_mode_and_seed_mode_differ(clip):
+    every = _run(clip.aus, TokenizerConfig(sample_fps=0.0))
+    seed = _run(clip.aus, TokenizerConfig(structure="seed"))
+    frames_every = {int(t) for g in every for c in g.canvases for t in c.frames}
+    assert len(frames_every) > 0 and seed and all(len(g.canvases) == 4 for g in seed)
+
+
+def test_bad_structure_config():
+    with pytest.raises(ConfigError):
+        TokenizerConfig(structure="mine")
+    with pytest.raises(ConfigError):
+        TokenizerConfig(sample_fps=-1)
