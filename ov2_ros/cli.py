@@ -20,7 +20,9 @@ COMMANDS = {
     "eval": "evaluate",
     "export": "export",
     "build-engines": "build_engines",
+    "serve": "serve",
     "demo": "demo",
+    "train": "train",
 }
 
 

@@ -182,7 +182,13 @@ class Ov2Server:
 def answer_items(runtime, items: list[tuple]) -> list[Any]:
     """The runtime's answers to (window, query) items, an exception object in place of each that failed.
 
-    The one place that switches to ``runtime.answer_batch`` (batched generation) once the runtime has it."""
+    One batched generation (``runtime.answer_batch``) where the runtime has it; when that batch fails, each window
+    is answered alone, so a bad window fails only itself."""
+    if len(items) > 1 and hasattr(runtime, "answer_batch"):
+        try:
+            return list(runtime.answer_batch(items))
+        except Exception:  # noqa: BLE001 - retried one by one below, which names the failing window
+            pass
     out: list[Any] = []
     for window, query in items:
         try:
