@@ -28,7 +28,9 @@ setup(
     install_requires=["setuptools"] + _requirements("requirements.txt"),
     # serve: the Ray Serve deployment (ov2-ros serve, backend ray through a DeploymentHandle). Robots that only
     # post to Serve's HTTP endpoint need none of it.
-    extras_require={"test": _requirements("requirements-dev.txt"), "serve": ["ray[serve]>=2.60"]},
+    # quant: weight-only int8/int4 (ov2_ros.model.quantize), torchao built for the installed torch.
+    extras_require={"test": _requirements("requirements-dev.txt"), "serve": ["ray[serve]>=2.60"],
+                    "quant": ["torchao>=0.18"]},
     python_requires=">=3.10",
     zip_safe=True,
     maintainer="ov2_ros maintainers",
