@@ -40,7 +40,8 @@ from ov2_ros.codec.types import TokenizerConfig  # noqa: E402
 
 BENCH_PY = common.REPO_ROOT / ".venv-bench" / "bin" / "python"
 SCORERS = {"bitcost": BitCostConfig(), "residual": BitCostConfig(intra=0.0, mvd=0.0),
-           "residual+intra": BitCostConfig(mvd=0.0)}
+           "residual+intra": BitCostConfig(mvd=0.0), "mean_residual+intra+mvd": BitCostConfig(rms=False),
+           "noise_floor_1": BitCostConfig(residual_noise=1.0)}
 
 
 def rank(x: np.ndarray) -> np.ndarray:

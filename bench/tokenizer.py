@@ -3,7 +3,8 @@
 Run: ``make bench-tokenizer`` (or ``.venv/bin/python bench/tokenizer.py [--repeats N] [--quick]``). Prints tables and
 writes ``bench/results/tokenizer.json``. Every comparison is against a baseline measured in the same run:
 
-1. throughput (frames/s) of ``CodecTokenizer.push`` over every AU + ``flush`` at 720p and 1080p, vs the PyAV
+1. throughput (frames/s) of ``CodecTokenizer.push`` over every AU + ``flush`` at 720p and 1080p (default config: the
+   official structure; and the seed's every-frame structure), vs the PyAV
    decode+MV floor (``common.pyav_decode_floor``: export_mvs, Y-plane view and MV array per frame, nothing else);
 2. wall time of ``ov2-ros tokenize --canvases 32`` vs the official offline tool ``cv-preinfer`` (codec-video-prep
    0.2.5, in ``.venv-bench``) on the same files, both as command lines that write their canvases;
@@ -80,9 +81,9 @@ def stream_tokenizer(aus: list[tuple[bytes, float]], config: TokenizerConfig):
     return tokenizer.stats, latencies
 
 
-def bench_throughput(clips: dict[str, Path], repeats: int) -> tuple[dict, dict]:
+def bench_throughput(clips: dict[str, Path], repeats: int, config: TokenizerConfig = TokenizerConfig()
+                     ) -> tuple[dict, dict]:
     """Median frames/s of the floor and of the tokenizer per clip, alternating runs so load drifts hit both."""
-    config = TokenizerConfig()
     results, latencies_by_clip = {}, {}
     for name, path in clips.items():
         aus = load_aus(path)
@@ -151,12 +152,12 @@ def reference_selection(out_dir: Path) -> dict:
     """Canvas count and source frames with >=1 patch on the reference tool's canvases (from its own outputs)."""
     meta = json.loads((out_dir / "meta.json").read_text())
     frame_ids = np.load(out_dir / "frame_ids.npy")
-    positions = np.load(out_dir / "src_patch_position.npy")      # (P, 3): sample index, patch row, patch col
+    positions = np.load(out_dir / "src_patch_position.npy")      # (P, 3): source frame, patch row, patch col
     t = positions[:, 0]
-    t = t[(t >= 0) & (t < len(frame_ids))]
+    t = t[t >= 0]             # frame indices already (not sample indices: checked against frame_ids.npy)
     return {"canvases": int(meta["total_images"]), "groups": int(meta["num_groups"]),
             "canvas_patches": len(positions) // max(1, int(meta["total_images"])),
-            "positions_t": frame_ids[t].astype(np.int64)}
+            "sampled_frames": int(len(frame_ids)), "positions_t": t.astype(np.int64)}
 
 
 MAX_ATTEMPTS = 3       # a crashed run is retried; every failure is recorded in the JSON
@@ -275,10 +276,14 @@ def selection_metrics(positions_t: np.ndarray, truth: EventTruth, num_frames: in
     }
 
 
+SELECTORS = {"codec": TokenizerConfig(), "codec_seed": TokenizerConfig(structure="seed"),
+             "uniform": TokenizerConfig(mode="uniform")}
+
+
 def tokenize_positions(path: Path, mode: str, canvases: int) -> tuple[np.ndarray, int, int, int]:
-    """(source frame of every patch, canvases made, patches per canvas, frames in the file) for one file, mode and
-    canvas budget."""
-    result = tokenize_file(path, TokenizerConfig(mode=mode), canvases=canvases)
+    """(source frame of every patch, canvases made, patches per canvas, frames in the file) for one file, selector
+    (``SELECTORS``: codec = the official structure, codec_seed = the seed's every-frame one) and canvas budget."""
+    result = tokenize_file(path, SELECTORS[mode], canvases=canvases)
     made = len(result.canvases)
     return (result.patch_positions[:, 0].astype(np.int64), made, result.canvases[0].num_patches,
             int(result.frames_total))
@@ -300,7 +305,7 @@ def bench_recall(recall_clips: dict[str, tuple[Path, EventTruth]], budgets: tupl
                           "intervals": [list(i) for i in truth.intervals]}
         for budget in budgets:
             row: dict = {}
-            for mode in ("codec", "uniform"):
+            for mode in SELECTORS:
                 positions_t, made, canvas_patches, frames = tokenize_positions(path, mode, budget)
                 row[mode] = {"canvases": made, **selection_metrics(positions_t, truth, frames, canvas_patches)}
             row["recall_gain_points"] = recall_gain_points(row)
@@ -326,7 +331,7 @@ def pooled_recall(clips: dict, budgets: tuple[int, ...]) -> dict:
     pooled = {}
     for budget in budgets:
         row = {}
-        for mode in ("codec", "uniform"):
+        for mode in SELECTORS:
             onsets = sum(len(c["onsets"]) for c in clips.values())
             missed = sum(len(c[str(budget)][mode]["onsets_missed"]) for c in clips.values())
             strict = sum(c[str(budget)][mode]["onset_recall_quarter_canvas"] * len(c["onsets"]) for c in clips.values())
@@ -341,14 +346,16 @@ def pooled_recall(clips: dict, budgets: tuple[int, ...]) -> dict:
 # Report
 # ---------------------------------------------------------------------------------------------------------------
 
-def print_speed(throughput: dict, latency: dict) -> None:
-    t = common.Table("Throughput: streaming tokenizer vs PyAV decode+MV floor (frames/s, median)",
-                     ["clip", "frames", "groups", "floor fps", "tokenizer fps", "ratio (goal >= 0.7)",
+def print_speed(throughput: dict, latency: dict, label: str = "official structure, default config") -> None:
+    t = common.Table(f"Throughput: streaming tokenizer ({label}) vs PyAV decode+MV floor (frames/s, median)",
+                     ["clip", "frames", "groups", "floor fps", "tokenizer fps", "ratio (goal >= 0.85)",
                       "ratio, best runs", "ratio, CPU time"])
     for name, r in throughput.items():
         t.add(name, r["frames"], r["tokenizer"]["groups"], r["floor"]["fps"], r["tokenizer"]["fps"],
               r["ratio_vs_floor"], r["ratio_vs_floor_best"], r["ratio_vs_floor_cpu"])
     print(t, end="\n\n")
+    if not latency:
+        return
     t = common.Table("Per-AU latency (ms, every AU of every repeat): tokenizer push vs the floor's decode call",
                      ["clip", "AUs", "push p50", "push p90", "push p99 (goal < 20 at 1080p)", "push max",
                       "floor p50", "floor p99"])
@@ -387,7 +394,7 @@ def print_recall(recall: dict) -> None:
     rows = []
     for name, per_clip in recall["clips"].items():
         rows += [(name, per_clip[str(b)][mode]["canvases"], mode, per_clip[str(b)][mode])
-                 for b in recall["budgets_canvases"] for mode in ("codec", "uniform")]
+                 for b in recall["budgets_canvases"] for mode in SELECTORS]
         ref = per_clip.get("reference")
         if ref and "error" not in ref:
             rows.append((name, ref["canvases"], "cv-preinfer", ref))
@@ -398,7 +405,7 @@ def print_recall(recall: dict) -> None:
     t = common.Table("Onset recall pooled over all clips", ["canvases", "selector", "onsets", "recall",
                                                             "recall (>=1/4 canvas)"])
     for budget, row in recall["pooled"].items():
-        for mode in ("codec", "uniform"):
+        for mode in SELECTORS:
             r = row[mode]
             t.add(budget, mode, r["onsets"], r["onset_recall"], r["onset_recall_quarter_canvas"])
     print(t, end="\n\n", flush=True)
@@ -411,15 +418,17 @@ def goal_checks(throughput: dict, latency: dict, reference: dict, recall: dict) 
 
     # The speed goals are set for 720p/1080p (bikes.mp4 is 640x272: its floor is so fast that any fixed per-frame
     # work at canvas size dominates; it is reported, not judged).
-    goals = {f"throughput_ratio_vs_floor>=0.7 [{n}]": met(r["ratio_vs_floor"], lambda v: v >= 0.7)
+    goals = {f"throughput_ratio_vs_floor>=0.85 [{n}]": met(r["ratio_vs_floor"], lambda v: v >= 0.85)
              for n, r in throughput.items() if n.endswith(("720p", "1080p"))}
     goals.update({f"push_p99_ms<20 [{n}]": met(s["push"]["p99_ms"], lambda v: v < 20)
                   for n, s in latency.items() if n.endswith("1080p")})
-    goals.update({f"speedup_vs_cv_preinfer>=2 [{n}]": met(r.get("speedup_vs_reference"), lambda v: v >= 2)
+    goals.update({f"speedup_vs_cv_preinfer>=1.5 [{n}]": met(r.get("speedup_vs_reference"), lambda v: v >= 1.5)
                   for n, r in reference.get("clips", {}).items()})
+    # issue 9: no loss where the codec path already won (the seed structure's pooled gains before the change)
+    before = {"16": 40.0, "32": 20.0}
     for budget, row in recall.get("pooled", {}).items():
-        goals[f"recall_gain_points>=20 [all clips' onsets, {budget} canvases]"] = met(
-            row["recall_gain_points"], lambda v: v >= 20)
+        goals[f"recall_gain_points>={before.get(budget, 20)} (seed's, before issue 9) [all onsets, {budget}]"] = met(
+            row["recall_gain_points"], lambda v, b=before.get(budget, 20.0): v >= b)
     return goals
 
 
@@ -456,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
         latency = {name: {k: common.summary_ms(v) for k, v in lat.items()} for name, lat in latencies.items()}
         print_speed(throughput, latency)
         data.update(throughput=throughput, latency_per_au=latency)
+        # the seed's every-frame structure (structure="seed"), measured the same way against the same floor
+        seed, _ = bench_throughput({**speed_clips, "bikes.mp4": bikes}, max(2, repeats // 2),
+                                   TokenizerConfig(structure="seed"))
+        print_speed(seed, {}, "seed every-frame structure")
+        data["throughput_seed_structure"] = seed
     if "reference" in parts:
         reference = bench_vs_reference({**speed_clips, "bikes.mp4": bikes}, max(1, repeats // 2 + 1))
         print_reference(reference)
@@ -474,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         data["recall"] = recall
 
     goals = goal_checks(throughput, latency, reference, recall)
-    t = common.Table("Goals (issue 2)", ["goal", "value", "met"])
+    t = common.Table("Goals (issues 2 and 9)", ["goal", "value", "met"])
     for goal, g in goals.items():
         t.add(goal, g["value"], g["met"])
     print(t, end="\n\n")
