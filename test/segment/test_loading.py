@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,8 +24,11 @@ def test_released_layout_directory_loads_by_path(tmp_path, small_frames):
         for tracker in (by_path, by_name):
             tracker.add_points(0, 1, [[40, 60]], [1])
         for i in range(3):
+            # Same weights, other memory: loaded ones are mmap views (most not 64-byte aligned), so SIMD kernels may
+            # sum in another order and the last float bits differ by CPU (issue 10 item 8): compare with tolerances.
             r1, r2 = by_path.push(i, small_frames[i]), by_name.push(i, small_frames[i])
-            assert (r1[1].mask == r2[1].mask).all() and r1[1].score == r2[1].score
+            assert np.mean(r1[1].mask == r2[1].mask) > 0.999
+            assert r1[1].score == pytest.approx(r2[1].score, rel=1e-4, abs=1e-5)
 
 
 def test_tiny_random_is_seeded():
