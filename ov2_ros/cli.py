@@ -23,6 +23,7 @@ COMMANDS = {
     "serve": "serve",
     "demo": "demo",
     "train": "train",
+    "train": "train",
 }
 
 

@@ -1,0 +1,69 @@
+"""The training-only auxiliary head on the merged vision tokens (the recipe that broke the "average path" plateau).
+
+Plain next-token loss on answers lets a from-scratch toy model learn the format and ignore the image. This head
+asks each merged vision token, for every named object class, what fraction of its area the object covers (BCE)
+and where the object's centroid sits inside it (MSE, only where the object is present), so the vision features
+must encode which named shape is where. It is never saved: the checkpoint stays the released architecture.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ov2_ros.codec.packing import CanvasGrid
+from ov2_ros.codec.synth import OBJECT_NAMES
+
+PRESENT = 0.05          # token fraction above which the centroid target counts
+
+
+class AuxHead(nn.Module):
+    def __init__(self, width: int, classes: int = len(OBJECT_NAMES)):
+        super().__init__()
+        self.classes = classes
+        self.proj = nn.Linear(width, classes * 3)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(tokens).view(len(tokens), self.classes, 3)
+
+    def loss(self, tokens: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """tokens (N, D), target (N, classes, 3) = (fraction, cx, cy) in [0, 1], valid (N,) bool (not padding)."""
+        out = self(tokens.float())[valid]
+        tgt = target[valid]
+        bce = F.binary_cross_entropy_with_logits(out[..., 0], tgt[..., 0])
+        present = tgt[..., 0] > PRESENT
+        mse = (F.mse_loss(torch.sigmoid(out[..., 1:])[present], tgt[..., 1:][present]) if present.any()
+               else out.sum() * 0.0)
+        return bce + mse
+
+
+def block_stats(mask: np.ndarray, grid: CanvasGrid) -> np.ndarray:
+    """(H_src, W_src) bool mask -> (block_rows, block_cols, 3): covered fraction and centroid (0-1) per 2x2 block."""
+    import cv2
+
+    m = cv2.resize(mask.astype(np.float32), (grid.width, grid.height), interpolation=cv2.INTER_AREA)
+    s = 2 * grid.patch
+    blocks = m.reshape(grid.block_rows, s, grid.block_cols, s).transpose(0, 2, 1, 3)
+    mass = blocks.sum(axis=(2, 3))
+    ramp = (np.arange(s, dtype=np.float32) + 0.5) / s
+    cx = (blocks * ramp[None, None, None, :]).sum(axis=(2, 3)) / np.maximum(mass, 1e-6)
+    cy = (blocks * ramp[None, None, :, None]).sum(axis=(2, 3)) / np.maximum(mass, 1e-6)
+    return np.stack([mass / (s * s), cx, cy], axis=-1)
+
+
+def token_targets(positions: np.ndarray, frame_stats: dict[int, dict[int, np.ndarray]],
+                  classes: int = len(OBJECT_NAMES)) -> np.ndarray:
+    """Per merged token (every 4 patch rows) the (classes, 3) targets of its frame and block; zeros for padding.
+
+    ``frame_stats``: frame -> {class index: ``block_stats`` array}."""
+    pos = positions.reshape(-1, 4, 3)
+    out = np.zeros((len(pos), classes, 3), np.float32)
+    for k, rows in enumerate(pos):
+        t = int(rows[0, 0])
+        if t < 0 or t not in frame_stats:
+            continue
+        br, bc = int(rows[:, 1].min()) // 2, int(rows[:, 2].min()) // 2
+        for c, stats in frame_stats[t].items():
+            out[k, c] = stats[br, bc]
+    return out

@@ -1,0 +1,126 @@
+"""``models/ov2-toy``: the released architecture (OneVision-Encoder, 2x2 merger, Qwen3) at ~2.5M parameters, the
+tokenizer settings it is trained with, and its two-stage recipe (``make train-toy``; README and model card).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ov2_ros.codec.types import TokenizerConfig
+from ov2_ros.model.loading import TINY, models_dir
+
+# ~20 merged tokens per 320x240 frame (112x140 canvas), every frame sampled, 4-frame groups of 4 canvases (every
+# frame shown), one group per window: what broke the "average path" plateau on 2 CPU cores (issue 13).
+TOY_TOKENIZER = {"mode": "codec", "max_pixels": 20_000, "canvases_per_group": 4, "window_canvases": 4,
+                 "min_group_frames": 4, "max_group_frames": 4, "uniform_group_frames": 4, "sample_fps": 0.0}
+
+VISION = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 3, "num_attention_heads": 2,
+          "out_hidden_size": 128, "text_hidden_size": 128}
+TEXT = {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 32, "max_position_embeddings": 4096}
+
+
+def toy_config_dict() -> dict:
+    """The tiny-random config.json (same tokenizer and special ids) with the toy sizes."""
+    cfg = json.loads((models_dir() / TINY / "config.json").read_text())
+    cfg = copy.deepcopy(cfg)
+    cfg["vision_config"].update(VISION)
+    cfg["text_config"].update(TEXT)
+    return cfg
+
+
+def toy_tokenizer_config(**overrides) -> TokenizerConfig:
+    return TokenizerConfig(**{**TOY_TOKENIZER, **overrides})
+
+
+@dataclass(frozen=True)
+class ToyRecipe:
+    """Stage A: single-frame ``point`` answers + aux head, from scratch. Stage B: tracks, spans and points on the
+    same windows, warm-started from stage A with the aux head kept. Scene seeds are disjoint from ``HELD_OUT``."""
+
+    mode: str = "codec"
+    seed: int = 0
+    scenes_a: int = 150
+    steps_a: int = 350
+    scenes_b: int = 200
+    steps_b: int = 900
+    batch_size: int = 8
+    lr: float = 1e-3
+    threads: int = 1
+    tasks_b: tuple[str, ...] = ("track", "track", "ground", "point")
+
+
+HELD_OUT = range(100_000, 100_012)       # evaluation scenes: never trained on
+STAGE_A_SEEDS, STAGE_B_SEEDS = 0, 10_000
+
+
+def build_toy_model(seed: int = 0, attn: str = "sdpa"):
+    import torch
+
+    from ov2_ros.model.configuration import LlavaOnevision2Config
+    from ov2_ros.model.modeling import LlavaOnevision2ForConditionalGeneration
+
+    raw = {k: v for k, v in toy_config_dict().items() if k != "architectures"}
+    config = LlavaOnevision2Config(**raw)
+    config._attn_implementation = attn
+    config.vision_config._attn_implementation = attn
+    torch.manual_seed(seed)
+    return LlavaOnevision2ForConditionalGeneration(config)
+
+
+def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True) -> dict:
+    """Both stages into ``out/stage_a`` and ``out/stage_b`` (each resumable); the model is ``out/stage_b/model``."""
+    import torch
+
+    from ov2_ros.model.loading import load_tokenizer
+    from ov2_ros.train.scenes import build_scene_examples
+    from ov2_ros.train.trainer import TrainConfig, aux_state_of, train
+
+    torch.set_num_threads(recipe.threads)
+    tok_cfg = toy_tokenizer_config(mode=recipe.mode)
+    tokenizer = load_tokenizer(TINY)
+    model = build_toy_model(recipe.seed)
+    common = dict(batch_size=recipe.batch_size, lr=recipe.lr, seed=recipe.seed, threads=recipe.threads,
+                  checkpoint_every=50)
+    out = Path(out)
+    summaries = {}
+    a_dir, b_dir = out / "stage_a", out / "stage_b"
+    if not (a_dir / "model" / "model.safetensors").is_file():
+        ex_a = build_scene_examples(range(STAGE_A_SEEDS, STAGE_A_SEEDS + recipe.scenes_a), tok_cfg, tokenizer,
+                                    ("point",), seed=recipe.seed)
+        summaries["a"] = _slim(train(model, tokenizer, ex_a, a_dir, TrainConfig(steps=recipe.steps_a, **common),
+                                     tok_cfg, progress=progress))
+        del ex_a
+    from safetensors.torch import load_file
+    model.load_state_dict(load_file(str(a_dir / "model" / "model.safetensors")), strict=False)
+    ex_b = build_scene_examples(range(STAGE_B_SEEDS, STAGE_B_SEEDS + recipe.scenes_b), tok_cfg, tokenizer,
+                                recipe.tasks_b, seed=recipe.seed + 1)
+    summaries["b"] = _slim(train(model, tokenizer, ex_b, b_dir, TrainConfig(steps=recipe.steps_b, **common), tok_cfg,
+                                 aux_state=aux_state_of(a_dir), progress=progress,
+                                 model_extra={"recipe": asdict(recipe)}))
+    (out / "recipe.json").write_text(json.dumps({"recipe": asdict(recipe), "stages": summaries}, indent=2))
+    return summaries
+
+
+def _slim(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k != "history"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="train models/ov2-toy (both stages)")
+    p.add_argument("--out", type=Path, default=Path("build/ov2-toy"))
+    p.add_argument("--mode", default="codec", choices=("codec", "uniform"))
+    p.add_argument("--steps-a", type=int, default=ToyRecipe.steps_a)
+    p.add_argument("--steps-b", type=int, default=ToyRecipe.steps_b)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    train_toy(a.out, ToyRecipe(mode=a.mode, steps_a=a.steps_a, steps_b=a.steps_b, threads=a.threads))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

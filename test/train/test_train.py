@@ -1,0 +1,109 @@
+"""ov2-ros train: the loop learns, saves the loader's layout, resumes exactly; LoRA merges back to released keys."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ov2_ros.codec.types import TokenizerConfig
+from ov2_ros.model.loading import (apply_model_tokenizer, build_tiny_random, load_model, load_tokenizer,
+                                   model_tokenizer_settings)
+from ov2_ros.model.parsers import parse_answer
+from ov2_ros.train.examples import IGNORE, collate
+from ov2_ros.train.toy import toy_tokenizer_config
+from ov2_ros.train.trainer import TrainConfig, loss_of, train
+
+FAST = dict(batch_size=4, lr=3e-3, min_lr=3e-3, warmup=1, threads=1)
+
+
+def test_examples_use_runtime_prompt_and_parseable_answers(examples):
+    from ov2_ros.model.answer import Query
+    from ov2_ros.model.runtime import VlmRuntime
+
+    tok = load_tokenizer("tiny-random")
+    rt = VlmRuntime(build_tiny_random(), tok)
+    for e in examples[:6]:
+        prompt_len = int((e.labels == IGNORE).sum())
+        query = Query(e.task, e.text)
+        assert e.input_ids[:prompt_len].tolist() == rt.prepare(e.window, query).input_ids[0].tolist()
+        assert tok.decode(e.input_ids[prompt_len:]) == e.answer + "<|im_end|>"
+        assert not parse_answer(e.task, e.answer, e.window.frame_times, e.window.source_size).errors
+    assert {e.task for e in examples} == {"track", "point", "ground"}
+
+
+def test_short_run_lowers_loss_on_fixed_batch(examples, tmp_path):
+    batch = examples[:4]                     # batch_size 4 on 4 examples: every step sees the same batch
+    model = build_tiny_random(seed=1)
+    model.train()
+    before = float(loss_of(model, collate(batch, 257), None, 0.0)[0])
+    summary = train(model, load_tokenizer("tiny-random"), batch, tmp_path, TrainConfig(steps=12, aux_weight=1.0,
+                    checkpoint_every=50, **FAST), toy_tokenizer_config(), progress=False)
+    after = float(loss_of(model, collate(batch, 257), None, 0.0)[0])
+    assert after < 0.8 * before
+    assert summary["history"]["aux"][0] > 0            # the aux head trained alongside
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "ov2_tokenizer.json"):
+        assert (tmp_path / "model" / name).is_file()
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())   # no temporary folder left
+
+
+def test_save_load_round_trip(examples, tmp_path):
+    model = build_tiny_random(seed=2)
+    train(model, load_tokenizer("tiny-random"), examples[:4], tmp_path, TrainConfig(steps=2, checkpoint_every=50,
+          aux_weight=0.0, **FAST), toy_tokenizer_config(), progress=False)
+    loaded = load_model(str(tmp_path / "model"))
+    batch = collate(examples[:2], 257)
+    kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw",
+                                    "patch_positions")}
+    with torch.no_grad():
+        a, b = model.eval()(**kwargs).logits, loaded(**kwargs).logits
+    assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    settings = model_tokenizer_settings(str(tmp_path / "model"))
+    assert settings["max_pixels"] == 20_000 and settings["sample_fps"] == 0.0
+    applied = apply_model_tokenizer(TokenizerConfig(), str(tmp_path / "model"))
+    assert applied.max_pixels == 20_000 and applied.window_canvases == 4
+    assert apply_model_tokenizer(TokenizerConfig(max_pixels=50_000), str(tmp_path / "model")).max_pixels == 50_000
+
+
+def test_resume_continues_where_it_stopped(examples, tmp_path):
+    data = examples[:8]
+    tok = load_tokenizer("tiny-random")
+    cfg = TrainConfig(steps=4, checkpoint_every=2, aux_weight=1.0, **FAST)
+    train(build_tiny_random(seed=3), tok, data, tmp_path / "full", cfg, toy_tokenizer_config(), progress=False)
+    half = TrainConfig(**{**cfg.__dict__, "steps": 2})
+    train(build_tiny_random(seed=3), tok, data, tmp_path / "split", half, toy_tokenizer_config(), progress=False)
+    # the second call finds the step-2 checkpoint and runs steps 3-4 only
+    state = json.loads((tmp_path / "split" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 2
+    out = train(build_tiny_random(seed=99), tok, data, tmp_path / "split", cfg, toy_tokenizer_config(),
+                progress=False)
+    assert out["history"]["step"] == [1, 2, 3, 4]
+    full = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
+    split = load_file(str(tmp_path / "split" / "model" / "model.safetensors"))
+    assert full.keys() == split.keys()
+    for k in full:
+        assert torch.allclose(full[k], split[k], atol=1e-5), k
+
+
+def test_lora_trains_adapters_and_saves_released_keys(examples, tmp_path):
+    pytest.importorskip("peft")
+    from ov2_ros.model.loading import expected_shapes, read_weight_shapes
+    from ov2_ros.train.lora import add_lora
+
+    base = build_tiny_random(seed=4)
+    ref = {k: v.clone() for k, v in base.state_dict().items()}
+    model, trainable = add_lora(base, rank=4)
+    assert trainable and all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+    train(model, load_tokenizer("tiny-random"), examples[:4], tmp_path, TrainConfig(steps=3, checkpoint_every=50,
+          aux_weight=0.0, **FAST), toy_tokenizer_config(), trainable=trainable, progress=False, merge=True)
+    saved = read_weight_shapes(tmp_path / "model")
+    assert saved == expected_shapes(load_model(str(tmp_path / "model")).config)
+    merged = load_file(str(tmp_path / "model" / "model.safetensors"))
+    q = "model.language_model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(merged[q], ref[q])                            # the adapter was folded in
+    vis = "model.visual.embeddings.patch_embedding.weight"
+    assert torch.equal(merged[vis], ref[vis])                               # frozen outside the adapters
+    assert np.isfinite(merged[q].numpy()).all()
