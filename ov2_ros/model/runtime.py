@@ -2,9 +2,11 @@
 
 One query = vision tokens (per-group cache, see ``vision_cache.py``) -> prompt embeddings -> greedy generation
 over a transformers ``StaticCache`` (prefill once, then one token per step at fixed shapes, ``decoding.py``).
-``answer_batch`` runs B windows (other streams, other queries) together: one ViT call over every group the cache
-misses, one left-padded prefill, one batched decode in which each sequence stops at its own EOS; its tokens equal
-per-window generation.
+``answer_batch`` runs B windows (other streams, other queries) together: the ViT over every group the cache misses,
+each prompt prefilled into its row of one batched static cache (left-padded), one batched decode in which each
+sequence stops at its own EOS; its tokens equal per-window generation. Prefill stays per prompt because it is
+compute-bound (batching saves no work) and a padded batch would lose the causal flash path; decode, bound by
+reading the weights once per step, is where batching pays.
 
 Decode modes (``decode=``): ``graph`` (default on CUDA) captures the one-token step in a CUDA graph and replays
 it, ``compile`` wraps it in ``torch.compile(mode="reduce-overhead")``, ``eager`` (default on CPU) calls it. A
@@ -21,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import torch
-from transformers.cache_utils import StaticCache
+from transformers.cache_utils import DynamicCache, StaticCache
 
 from ov2_ros.codec.types import CodecWindow
 from ov2_ros.model.answer import Answer, Query
@@ -98,8 +100,6 @@ class VlmRuntime:
         self.stop_ids = {int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
         if tokenizer.eos_token_id is not None:
             self.stop_ids.add(int(tokenizer.eos_token_id))
-        pad = model.config.pad_token_id
-        self.pad_id = int(pad) if pad is not None else min(self.stop_ids, default=0)
         self.decode_mode = decode or ("compile" if compile_decode else
                                       "graph" if self.device.type == "cuda" else "eager")
         self.compiled_decode = self.decode_mode != "eager"
@@ -144,8 +144,9 @@ class VlmRuntime:
     @torch.inference_mode()
     def generate_batch(self, batch: list[ModelInputs], max_new_tokens: int | None = None,
                        use_vision_cache: bool = True, stop_at_eos: bool = True) -> list[Generation]:
-        """Greedy decoding of B prompts together: left-padded prefill, then one batched step per token until every
-        sequence has met its EOS (or ``max_new_tokens``). Tokens equal ``generate`` on each prompt alone."""
+        """Greedy decoding of B prompts together: each prompt prefilled into its row of one batched static cache
+        (left-padded to the longest), then one batched step per token until every sequence has met its EOS (or
+        ``max_new_tokens``). Tokens equal ``generate`` on each prompt alone."""
         if not batch:
             return []
         max_new = max_new_tokens or self.max_new_tokens
@@ -155,20 +156,17 @@ class VlmRuntime:
         t1 = time.perf_counter()
         lengths = [int(x.input_ids.shape[1]) for x in batch]
         width = max(lengths)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.int64)
-        mask = torch.zeros((len(batch), width), dtype=torch.int64)
-        for row, (x, n) in enumerate(zip(batch, lengths)):
-            ids[row, width - n:] = x.input_ids[0]
-            mask[row, width - n:] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        embeds = self.model.model.embed(ids, video_embeds=torch.cat(vision))
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         dec = self._decoder(len(batch), width + max_new)
-        lm = self.model.model.language_model
-        hidden = lm(inputs_embeds=embeds, position_ids=positions, cache=dec.cache, use_cache=True,
-                    attention_mask=mask if min(lengths) < width else None).last_hidden_state
-        first = self.model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)
-        self._start(dec, first, positions[:, -1:] + 1, mask, embeds.dtype)
+        mask = torch.zeros((len(batch), width), dtype=torch.int64)
+        first = []
+        for row, (x, tokens, n) in enumerate(zip(batch, vision, lengths)):
+            first.append(self._prefill(x, tokens, dec.cache, row, len(batch), width - n))
+            mask[row, width - n:] = 1
+        for layer in dec.cache.layers:
+            layer.cumulative_length.fill_(width)            # every row's next token goes to slot ``width``
+        first = torch.cat(first)
+        self._start(dec, first, torch.tensor(lengths, device=self.device)[:, None], mask.to(self.device),
+                    self.model.model.language_model.norm.weight.dtype)      # the hidden states' dtype
         tokens = first.tolist()
         _sync(self.device)
         t2 = time.perf_counter()
@@ -191,6 +189,25 @@ class VlmRuntime:
         t3 = time.perf_counter()
         return [Generation(tuple(out), self.tokenizer.decode(out, skip_special_tokens=True), t1 - t0, t2 - t1,
                            t3 - t2, n, len(batch), dec.mode, dec.fallback) for out, n in zip(outs, lengths)]
+
+    def _prefill(self, inputs: ModelInputs, vision: torch.Tensor, cache: StaticCache, row: int, rows: int,
+                 offset: int) -> torch.Tensor:
+        """Prefill one prompt alone (causal, unpadded: the flash path; prefill is compute-bound, so batching it
+        saves nothing, and a padded batch would attend over the padding) and place its keys/values in ``row`` of
+        the ``rows``-row batch cache from slot ``offset`` (left padding). Returns its first greedy token (1, 1)."""
+        ids = inputs.input_ids.to(self.device)
+        embeds = self.model.model.embed(ids, video_embeds=vision)
+        lm = self.model.model.language_model
+        scratch = DynamicCache(config=self.model.config.text_config)
+        hidden = lm(inputs_embeds=embeds, position_ids=torch.arange(ids.shape[1], device=self.device)[None],
+                    cache=scratch, use_cache=True).last_hidden_state
+        n = ids.shape[1]
+        for layer, part in zip(cache.layers, scratch.layers):
+            if not layer.is_initialized:                  # allocated once per decoder, at its batch size
+                layer.lazy_initialization(part.keys.expand(rows, -1, -1, -1), part.values.expand(rows, -1, -1, -1))
+            layer.keys[row, :, offset:offset + n] = part.keys[0]
+            layer.values[row, :, offset:offset + n] = part.values[0]
+        return self.model.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)
 
     def _decoder(self, batch: int, length: int) -> _Decoder:
         """The decoder of (batch, length rounded up to a cache block), reused across queries: its cache is reset
