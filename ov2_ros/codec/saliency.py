@@ -265,6 +265,11 @@ class BitCostConfig:
                                  # macroblocks predicted exactly (x264 codes a one-level change, and it costs bits)
     rms: bool = True            # root-mean-square residual per macroblock (a few large coefficients cost more
                                 # than many small ones of the same mean)
+    # Across frames the tool's maps follow the frame's AU size: a frame's mean block score goes as bits^0.4-0.7
+    # (Spearman 0.92-0.94 over the frames of bikes.mp4 and moving 720p, against 0.40-0.77 for the estimate's own
+    # mean). So each frame's estimated map is rescaled to mean (bits / running bits)^au_scale; 0 leaves it alone.
+    au_scale: float = 0.25
+    au_ema: float = 0.05        # smoothing of the running (geometric mean) bits per non-key frame
 
 
 class MacroblockMap:
@@ -324,6 +329,15 @@ class BitCostEstimator:
         self._base = np.stack([gx, gy], axis=-1)
         cell = MV_CELL // self.shrink
         self._padded = (self.map.mb_rows * cell, self.map.mb_cols * cell)
+        self._log_rate: float | None = None
+
+    def observe(self, bits: int, key_frame: bool) -> None:
+        """Every decoded frame's AU size, sampled or not (keyframes left out): the running rate ``score`` scales by."""
+        if key_frame or bits <= 0:
+            return
+        lb = float(np.log(bits))
+        a = self.config.au_ema
+        self._log_rate = lb if self._log_rate is None else (1 - a) * self._log_rate + a * lb
 
     def _analysis(self, luma: np.ndarray) -> np.ndarray:
         from ov2_ros.codec.packing import resize_plane
@@ -378,5 +392,10 @@ class BitCostEstimator:
         return est
 
     def score(self, luma: np.ndarray, reference: np.ndarray | None, mvs: np.ndarray | None,
-              intra_frame: bool = False) -> np.ndarray:
-        return self.map(normalise_log_bits(self.log_bits(luma, reference, mvs, intra_frame)))
+              intra_frame: bool = False, bits: int | None = None) -> np.ndarray:
+        """Block scores; with ``bits`` (this frame's AU size, after ``observe``) scaled by the AU size."""
+        blocks = self.map(normalise_log_bits(self.log_bits(luma, reference, mvs, intra_frame)))
+        gamma = self.config.au_scale
+        if bits is None or not gamma or self._log_rate is None or bits <= 0:
+            return blocks
+        return blocks * float(np.exp(gamma * (np.log(bits) - self._log_rate)))

@@ -196,3 +196,21 @@ def test_bad_structure_config():
         TokenizerConfig(structure="mine")
     with pytest.raises(ConfigError):
         TokenizerConfig(sample_fps=-1)
+
+
+def test_au_size_scales_a_frames_blocks(clip):
+    """A frame's estimated map is scaled by (its AU bits / the running bits)^au_scale, as the tool's maps follow
+    AU size across frames; without an AU size (or before any frame was observed) it is left alone."""
+    from ov2_ros.codec.decoder import StreamDecoder
+
+    dec = StreamDecoder("h264")
+    frames = [f for au in clip.aus[:40] for f in dec.decode(au)] + dec.flush()
+    grid = CanvasGrid.for_source(frames[0].height, frames[0].width)
+    est = BitCostEstimator(frames[0].height, frames[0].width, grid)
+    f, prev = frames[30], frames[29]
+    plain = est.score(f.luma, prev.luma, f.mvs)
+    np.testing.assert_allclose(est.score(f.luma, prev.luma, f.mvs, bits=1000), plain)    # nothing observed yet
+    for _ in range(200):
+        est.observe(1000, key_frame=False)
+    est.observe(10**7, key_frame=True)                                                  # keyframes do not count
+    np.testing.assert_allclose(est.score(f.luma, prev.luma, f.mvs, bits=16000), plain * 16 ** 0.25, rtol=1e-4)
