@@ -169,3 +169,67 @@ def test_the_pipeline_keeps_decoding_while_the_deployment_is_down_and_answers_ag
     status = pipeline.status()
     assert status["aus"] == pushed and status["codec_issues"] == 0     # every AU went to the decoder
     assert status["frames"] == pushed                                  # and every one came out as a frame
+
+
+def test_the_node_stays_up_reports_on_diagnostics_and_answers_again(server):
+    """ov2_node (real rclpy) with backend ray: the app is deleted mid-stream and deployed again."""
+    import importlib.util
+    import pathlib
+
+    from builtin_interfaces.msg import Time
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CompressedImage
+    from std_msgs.msg import Header, String
+
+    from ov2_ros.codec.synth import make_event_clip
+    from ov2_ros.ros.node import Ov2Node
+
+    spec = importlib.util.spec_from_file_location("_ros_harness", pathlib.Path(__file__).parents[1] / "ros" /
+                                                  "conftest.py")
+    harness_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness_module)            # a random ROS domain on localhost, as the ROS tests use
+    ros = harness_module.RosHarness()
+    aus = make_event_clip(160, 120).aus
+    params = {"backend": "ray", "ray_address": server, "ray_app": APP, "ray_timeout_s": 20.0, "segment": False,
+              "max_new_tokens": CONFIG.max_new_tokens, "diagnostics_period_s": 0.2, "tokenizer.mode": "uniform",
+              "tokenizer.uniform_group_frames": STREAM_CONFIG.uniform_group_frames,
+              "tokenizer.window_canvases": STREAM_CONFIG.window_canvases}
+    try:
+        answers, diag = ros.collect(String, "answer"), ros.collect(DiagnosticArray, "/diagnostics")
+        node = ros.add(Ov2Node(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
+        assert node.state == "active"
+        images = ros.publisher(CompressedImage, "image/compressed")
+        query = ros.publisher(String, "query")
+        ros.wait_for_subscribers(images)
+        ros.wait_for_subscribers(query)
+        query.publish(String(data="track: the red square"))
+        sent = 0
+
+        def play(until, limit_s: float = 180.0) -> None:
+            nonlocal sent
+            deadline = time.monotonic() + limit_s
+            while not until() and time.monotonic() < deadline:
+                stamp = Time(sec=1000 + sent // 30, nanosec=(sent % 30) * 33_333_333)
+                images.publish(CompressedImage(header=Header(stamp=stamp, frame_id="camera"), format="h264",
+                                               data=aus[sent % len(aus)]))
+                sent += 1
+                time.sleep(0.03)
+
+        def reported() -> bool:
+            return any("ServerUnavailableError" in kv.value for m in list(diag) for s in m.status for kv in s.values
+                       if kv.key == "model_error")
+
+        play(lambda: answers)
+        assert answers
+        serve.delete(APP)
+        play(reported)
+        assert reported() and node.state == "active"
+        count = len(answers)
+        cluster.deploy(CONFIG, APP)
+        play(lambda: len(answers) > count)
+        assert len(answers) > count
+        ros.wait_until(lambda: node.pipeline.stats.aus == sent, 30, "every published AU decoded")
+        assert node.pipeline.stats.codec_issues == 0 and node.pipeline.status()["serve_failures"] >= 1
+    finally:
+        ros.close()
