@@ -65,3 +65,39 @@ def test_serve_starts_a_cluster_reports_replicas_answers_and_stops_on_ctrl_c(win
             proc.kill()
             rc = proc.wait()
     assert rc == 0
+
+
+def test_run_and_replay_flags_select_the_ray_backend(tmp_path):
+    from ov2_ros.cli import build_parser
+    from ov2_ros.commands.replay import replay_config
+    from ov2_ros.commands.run import ros_arguments
+    from ov2_ros.eval.replay import pipeline_config
+    from ov2_ros.ros.params import pipeline_config as node_config
+
+    args = build_parser().parse_args(["run", "--backend", "ray", "--ray-address", "http://gpu-head:8000",
+                                      "--ray-app", "fleet"])
+    ros_args = ros_arguments(args)
+    assert {"backend:=ray", "ray_address:=http://gpu-head:8000", "ray_app:=fleet"} <= set(ros_args)
+    config = node_config({"backend": "ray", "ray_address": "http://gpu-head:8000", "ray_app": "fleet"})
+    assert (config.backend, config.ray_address, config.ray_app) == ("ray", "http://gpu-head:8000", "fleet")
+
+    args = build_parser().parse_args(["replay", str(tmp_path), "--query", "ask: what?", "--backend", "ray",
+                                      "--ray-address", "http://gpu-head:8000", "--ray-app", "fleet"])
+    config = pipeline_config(replay_config(args, "codec", args.query))
+    assert (config.backend, config.ray_address, config.ray_app) == ("ray", "http://gpu-head:8000", "fleet")
+
+
+def test_the_ray_backend_loads_no_model_and_reports_an_unreachable_server(windows):
+    from ov2_ros.pipeline import PerceptionPipeline, PipelineConfig
+    from ov2_ros.serving import ServedRuntime
+
+    pipeline = PerceptionPipeline(PipelineConfig(backend="ray", ray_address="http://127.0.0.1:9", segment=False,
+                                                 ray_timeout_s=2.0))
+    assert pipeline.load() == {} and isinstance(pipeline._runtime, ServedRuntime)
+    from ov2_ros.pipeline import InferenceJob
+
+    job = InferenceJob(windows[2], Query("ask", "what?"), "ask: what?", 1)
+    result = pipeline.infer(job)
+    assert result.answer is None and "ServerUnavailableError" in result.error
+    status = pipeline.status()
+    assert status["model_errors"] == 1 and status["serve_failures"] == 1 and "127.0.0.1:9" in status["serve_last_error"]
