@@ -94,7 +94,10 @@ class EngineVlmRuntime(VlmRuntime):
         self.device = torch.device("cpu")
         self.vision_cache = VisionCache(vision_cache_windows)
         self.model = _VisionParts(runner, facts)
-        self.video_token_id = facts["video_token_id"]
+        # the codec prompt's placeholders are <|image_pad|>, the release's image path (ov2_ros.model.processor)
+        if "image_token_id" not in facts:
+            raise EngineError("the export predates image-path prompts (no image_token_id); re-run `ov2-ros export`")
+        self.vision_token_id = facts["image_token_id"]
         layers, heads, head_dim = facts["kv_layers_heads_dim"]
         self._empty_past = {f"past_{kind}_{i}": np.zeros((1, heads, 0, head_dim), np.float32)
                             for i in range(layers) for kind in ("key", "value")}
@@ -122,7 +125,7 @@ class EngineVlmRuntime(VlmRuntime):
         t1 = time.perf_counter()
         ids = inputs.input_ids.numpy()
         embeds = self.runner("vlm_embed", {"input_ids": ids})[0]
-        slots = ids[0] == self.video_token_id
+        slots = ids[0] == self.vision_token_id
         if int(slots.sum()) != vision.shape[0]:
             raise EngineError(f"prompt has {int(slots.sum())} video tokens but the window made {vision.shape[0]}")
         embeds[0, slots] = vision

@@ -118,7 +118,8 @@ def export_vlm_parts(model: str, out_dir: pathlib.Path, groups: Sequence[str], o
         specs += _export_decoder(vlm, out_dir, g, opset)
     cfg = vlm.config
     eos = cfg.eos_token_id
-    facts = {"video_token_id": int(cfg.video_token_id), "eos_token_ids": [int(e) for e in (
+    facts = {"video_token_id": int(cfg.video_token_id), "image_token_id": int(cfg.image_token_id),
+             "eos_token_ids": [int(e) for e in (
                  eos if isinstance(eos, list) else [eos]) if e is not None],
              "frame_windows_size": int(cfg.vision_config.frame_windows_size), "canvas_hw": list(canvas_hw),
              "kv_layers_heads_dim": list(kv_shape(vlm)), "hidden_size": int(cfg.text_config.hidden_size)}

@@ -2,9 +2,9 @@
 
 State-dict keys: ``model.visual.*`` (see ``vision.py``), ``model.language_model.*`` (transformers ``Qwen3Model``),
 ``lm_head.weight``. ``forward`` takes ``input_ids, attention_mask, pixel_values_videos, video_grid_thw,
-patch_positions`` like the released code (plus the image aliases ``pixel_values, image_grid_thw``). Video
-placeholders (``video_token_id``) are replaced in order by the merged vision tokens; the LLM uses plain 1-D
-positions, as released.
+patch_positions`` like the released code, and its image path ``pixel_values, image_grid_thw`` (what the
+release's codec prompts use). Placeholders are replaced in order by the merged vision tokens (see ``embed``); the LLM
+uses plain 1-D positions, as released.
 """
 from __future__ import annotations
 
@@ -84,12 +84,18 @@ class LlavaOnevision2Model(LlavaOnevision2PreTrainedModel):
 
     def embed(self, input_ids: torch.Tensor, video_embeds: torch.Tensor | None = None,
               image_embeds: torch.Tensor | None = None) -> torch.Tensor:
-        """Token embeddings with the vision placeholders replaced: (B, L) -> (B, L, D)."""
+        """Token embeddings with the vision placeholders replaced: (B, L) -> (B, L, D).
+
+        Image features fill ``<|image_pad|>`` (``image_token_id``). Video features fill ``<|video_pad|>`` where the
+        prompt has those, as the release's forward does; otherwise ``<|image_pad|>``, the placeholders of the
+        release's codec prompt (its processor aliases video into the image path), which ``processor`` builds."""
         embeds = self.get_input_embeddings()(input_ids)
         if image_embeds is not None:
             embeds = _scatter_tokens(input_ids, embeds, image_embeds, self.config.image_token_id, "images")
         if video_embeds is not None:
-            embeds = _scatter_tokens(input_ids, embeds, video_embeds, self.config.video_token_id, "video")
+            video_id = self.config.video_token_id
+            token = video_id if bool((input_ids == video_id).any()) else self.config.image_token_id
+            embeds = _scatter_tokens(input_ids, embeds, video_embeds, token, "video")
         return embeds
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None, inputs_embeds=None,

@@ -1,10 +1,16 @@
-"""Per-window cache of vision-tower outputs.
+"""Per-group cache of vision-tower outputs that keeps hitting while the model's window slides.
 
-The vision tower attends only within windows of ``frame_windows_size`` canvases (one codec group by default) and
-the merger works token by token, so a window's merged tokens depend on that window's pixels and patch positions
-alone. When the model's window slides by one group, every group but the newest is already encoded: the cache maps
-(first group index, hash of the window's pixels and positions) -> its (tokens, D) output and skips the ViT for it.
-Positions carry absolute frame indices, so a group keeps its key for as long as it stays in the window.
+Why a group's output can be reused:
+- The vision tower attends only within windows of ``frame_windows_size`` canvases, and the processor makes each
+  codec group one such window (one ``image_grid_thw`` row per group). The merger works token by token. So a
+  group's merged tokens depend on that group's pixels and the patch positions it is fed, nothing else.
+- Those positions are fixed while the group stays in the window: ``t`` counts from the window's time origin, which
+  is the start of a ``processor.TIME_EPOCH_S`` epoch, not of the window (the release's vision RoPE is not
+  relative, so a shifted ``t`` would change the output; see ``processor``).
+
+The key of a chunk is the digest of its canvases' pixels and of the positions the model is fed. A slide by one
+group therefore hits every group but the new one; when the window enters a new epoch, the origin moves and the
+whole window is encoded once more. Hits return exactly what a fresh encode would.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import numpy as np
 import torch
 
 from ov2_ros.codec.types import Canvas, CodecWindow
-from ov2_ros.model.processor import vision_inputs
+from ov2_ros.model.processor import model_groups, model_positions, time_base, vision_inputs
 
 
 @dataclass(frozen=True)
@@ -27,39 +33,39 @@ class CacheStats:
     entries: int
 
 
-def canvas_digest(canvas: Canvas) -> bytes:
-    """Digest of one canvas' pixels and positions."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(np.ascontiguousarray(canvas.pixels).data)
-    h.update(np.ascontiguousarray(canvas.positions, dtype=np.int32).data)
-    return h.digest()
+def pixel_digest(canvas: Canvas) -> bytes:
+    """Digest of one canvas' pixels."""
+    return hashlib.blake2b(np.ascontiguousarray(canvas.pixels).data, digest_size=16).digest()
 
 
 class VisionCache:
-    """LRU of per-window vision outputs; ``capacity`` windows (a 32-canvas model window holds 8)."""
+    """LRU of per-chunk vision outputs; ``capacity`` chunks (a 32-canvas model window holds 8)."""
 
     def __init__(self, capacity: int = 16):
         self.capacity = capacity
-        self._entries: OrderedDict[tuple[int, bytes], torch.Tensor] = OrderedDict()
+        self._entries: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         # A sliding window hands in the same (immutable, by the codec contract) canvas arrays again: hash each
-        # canvas once (13 MB per 32-canvas window at 280x504 would cost more than the ViT of one new group).
-        # Entries leave when either array is freed, so a reused id() never returns a stale digest.
-        self._digests: dict[tuple[int, int], bytes] = {}
+        # canvas' pixels once (13 MB per 32-canvas window at 280x504 would cost more than the ViT of one new group).
+        # Entries leave when the array is freed, so a reused id() never returns a stale digest.
+        self._digests: dict[int, bytes] = {}
         self.hits = 0
         self.misses = 0
 
-    def window_key(self, canvases: tuple[Canvas, ...]) -> tuple[int, bytes]:
-        """(first canvas' group index, digest of the canvases' pixels and positions)."""
+    def chunk_key(self, canvases: tuple[Canvas, ...], positions: np.ndarray) -> bytes:
+        """Key of a chunk: its canvases' pixel digests and the (P, 3) model positions it is fed."""
         h = hashlib.blake2b(digest_size=16)
         for c in canvases:
-            ids = (id(c.pixels), id(c.positions))
-            digest = self._digests.get(ids)
+            digest = self._digests.get(id(c.pixels))
             if digest is None:
-                digest = self._digests[ids] = canvas_digest(c)
-                for array in (c.pixels, c.positions):
-                    weakref.finalize(array, self._digests.pop, ids, None)
+                digest = self._digests[id(c.pixels)] = pixel_digest(c)
+                weakref.finalize(c.pixels, self._digests.pop, id(c.pixels), None)
             h.update(digest)
-        return canvases[0].group, h.digest()
+        h.update(np.ascontiguousarray(positions, dtype=np.int64).data)
+        return h.digest()
+
+    def window_key(self, canvases: tuple[Canvas, ...]) -> bytes:
+        """``chunk_key`` of canvases fed with the positions they hold."""
+        return self.chunk_key(canvases, np.concatenate([c.positions for c in canvases]))
 
     @property
     def stats(self) -> CacheStats:
@@ -69,26 +75,28 @@ class VisionCache:
         self._entries.clear()
 
     def encode(self, model, window: CodecWindow) -> torch.Tensor:
-        """Merged vision tokens (P / m^2, D) of ``window`` on the model's device; only missed windows are
-        patchified and run through the ViT."""
-        canvases = window.canvases
+        """Merged vision tokens (tokens, D) of ``window`` on the model's device, in the processor's order; only
+        missed chunks are patchified and run through the ViT."""
         size = model.config.vision_config.frame_windows_size
         device = next(model.parameters()).device
+        times, base = window.frame_times, time_base(window)
         outs = []
-        for start in range(0, len(canvases), size):
-            chunk = canvases[start:start + size]
-            key = self.window_key(chunk)
-            cached = self._entries.get(key)
-            if cached is not None:
-                self.hits += 1
-                self._entries.move_to_end(key)
-                outs.append(cached)
-                continue
-            self.misses += 1
-            v = vision_inputs(chunk, window.patch_size, device)
-            out = model.model.get_video_features(v.pixel_values_videos, v.video_grid_thw, v.patch_positions)
-            self._entries[key] = out
-            if len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
-            outs.append(out)
+        for group in model_groups(window):
+            for start in range(0, len(group), size):
+                chunk = group[start:start + size]
+                positions = model_positions(np.concatenate([c.positions for c in chunk]), times, base)
+                key = self.chunk_key(chunk, positions)
+                cached = self._entries.get(key)
+                if cached is not None:
+                    self.hits += 1
+                    self._entries.move_to_end(key)
+                    outs.append(cached)
+                    continue
+                self.misses += 1
+                v = vision_inputs(chunk, window.patch_size, device, frame_times=times, base=base)
+                out = model.model.get_video_features(v.pixel_values_videos, v.video_grid_thw, v.patch_positions)
+                self._entries[key] = out
+                if len(self._entries) > self.capacity:
+                    self._entries.popitem(last=False)
+                outs.append(out)
         return torch.cat(outs, dim=0)

@@ -94,7 +94,7 @@ def test_placeholder_count_mismatch_is_a_processor_error(windows):
     inputs = prepare_inputs(windows[0], "hi", load_tokenizer())
     kwargs = inputs.as_kwargs()
     ids = kwargs["input_ids"][0]
-    first_pad = int((ids == model.config.video_token_id).nonzero()[0])
+    first_pad = int((ids == model.config.image_token_id).nonzero()[0])
     kwargs["input_ids"] = torch.cat([ids[:first_pad], ids[first_pad + 1:]])[None]   # one placeholder short
     with pytest.raises(ProcessorError, match="placeholder"):
         model(**kwargs)

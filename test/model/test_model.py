@@ -26,8 +26,8 @@ def test_forward_on_codec_window_gives_logits_per_token(windows):
         out = model(**inputs.as_kwargs())
     assert out.logits.shape == (1, inputs.input_ids.shape[1], model.config.text_config.vocab_size)
     assert torch.isfinite(out.logits).all()
-    # every merged vision token replaced one <|video_pad|> placeholder
-    assert int((inputs.input_ids == model.config.video_token_id).sum()) == windows[-1].num_tokens
+    # every merged vision token replaced one <|image_pad|> placeholder (the release's codec prompt)
+    assert int((inputs.input_ids == model.config.image_token_id).sum()) == windows[-1].num_tokens
 
 
 def test_state_dict_keys_equal_the_released_names():

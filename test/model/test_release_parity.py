@@ -37,13 +37,13 @@ def test_vision_tokens_and_logits_equal_the_release(windows):
     ref.load_state_dict(ours.state_dict(), strict=True)
     kw = prepare_inputs(windows[-1], "what moves?", load_tokenizer()).as_kwargs()
     with torch.no_grad():
-        vision = torch.cat(ref.model.get_video_features(kw["pixel_values_videos"], kw["video_grid_thw"],
+        vision = torch.cat(ref.model.get_image_features(kw["pixel_values"], kw["image_grid_thw"],
                                                         patch_positions=kw["patch_positions"]))
         torch.testing.assert_close(
-            ours.model.get_video_features(kw["pixel_values_videos"], kw["video_grid_thw"], kw["patch_positions"]),
+            ours.model.get_video_features(kw["pixel_values"], kw["image_grid_thw"], kw["patch_positions"]),
             vision, rtol=0, atol=0)
         embeds = ref.model.get_input_embeddings()(kw["input_ids"])
-        _, mask = ref.model.get_placeholder_mask(kw["input_ids"], inputs_embeds=embeds, video_features=vision)
+        mask, _ = ref.model.get_placeholder_mask(kw["input_ids"], inputs_embeds=embeds, image_features=vision)
         embeds = embeds.masked_scatter(mask, vision)
         hidden = ref.model.language_model(inputs_embeds=embeds,
                                           position_ids=torch.arange(embeds.shape[1])[None]).last_hidden_state
