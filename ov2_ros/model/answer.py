@@ -1,7 +1,8 @@
 """Task and answer values shared by the model, the ROS layer and evaluation (no torch here).
 
-Coordinates in parsed results are source-image pixels; times are seconds since stream start, and every per-frame
-item carries the source frame index so the ROS layer can stamp it with that frame's stamp.
+Coordinates in parsed results are source-image pixels; times are seconds since stream start (the model's own times,
+counted from its window's origin, are mapped back by ``parsers``), and every per-frame item carries the source frame
+index so the ROS layer can stamp it with that frame's stamp. Waypoint depth is in metres.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class Point:
 class Waypoint:
     x: float                       # pixels
     y: float
-    z: float                       # normalised depth in [0, 1]
+    z: float                       # depth in metres (TraceSpatial's [x, y, d])
 
 
 @dataclass(frozen=True)

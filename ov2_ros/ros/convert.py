@@ -88,7 +88,8 @@ def tracks_to_points(answer: Answer, stamps: Mapping[int, Header], fallback: Hea
 
 
 def waypoints_to_path(answer: Answer, stamps: Mapping[int, Header], fallback: Header) -> Path | None:
-    """nav_msgs/Path in pixels (x, y) with z the normalised depth; stamped with the frame the waypoints refer to."""
+    """nav_msgs/Path in pixels (x, y) with z the depth in metres (the model's [x, y, d]); stamped with the frame the
+    waypoints refer to."""
     if not answer.waypoints:
         return None
     header = _header_for(waypoint_frame(answer), stamps, fallback)

@@ -97,7 +97,7 @@ def scripted_text(task: str, times: dict[int, float]) -> str:
     if task == "point":
         return f'<points coords="{t1:.2f} 500 500">square</points>'
     if task == "waypoints":
-        return '<waypoints coords="100 800 0.9; 300 600 0.6; 500 500 0.3">to the square</waypoints>'
+        return "[[100, 800, 0.9], [300, 600, 0.6], [500, 500, 0.3]]"
     if task == "ground":
         return f"{t0:.1f} - {t1:.1f} seconds"
     return "a red square moves across the picture"
