@@ -4,11 +4,11 @@
     .venv/bin/python bench/fleet.py --model lmms-lab-encoder/LLaVA-OneVision-2-8B-Instruct --device cuda --hd
 
 Three parts, in one run:
-1. **Wire sizes** on 1280x720 video (canvases 280x504): bytes of a whole window and of a slide (one new group),
-   JPEG and exact I420, for the codec tokenizer's windows and for 32-canvas uniform windows. No model.
+1. **Wire sizes** on 1280x720 video (canvases 280x504): bytes of a whole 32-canvas window and of a slide (one new
+   group), JPEG and exact I420, for the codec tokenizer's windows and for uniform windows. No model.
 2. **Throughput**: N = 1, 2, 4, 8 robots, each sending its own sequence of windows closed-loop (the next window
-   when the answer is back), through Serve's HTTP proxy to 1 and 2 replicas; against N local runtimes (one per
-   robot, in threads of this process) answering the same windows. Windows/s, latency p50/p99, bytes per window and
+   when the answer is back), through Serve's HTTP proxy to 1 and 2 replicas (two apps, up together); against N
+   local runtimes (one per robot, in threads of this process) answering the same windows, measured right before. Windows/s, latency p50/p99, bytes per window and
    per slide, batch sizes. Small windows (160x120 clip, 8 canvases) keep this to minutes on 2 CPU cores.
 3. **Fault**: one robot streaming while the app is deleted and deployed again: failures, seconds from the deploy
    returning to the next answer.
@@ -58,7 +58,9 @@ def wire_sizes(frames: int) -> list[dict]:
     clip = common.moving_scene_clip(1280, 720, frames)
     aus = [au for au, _ in iter_access_units(clip)]
     rows = []
-    for label, config in (("codec", TokenizerConfig()),
+    # codec: every frame sampled (sample_fps 0), so a 40 s clip fills 8 groups; the live default of 4 fps needs
+    # about a minute of video per 32-canvas window (same canvases, fewer source frames per group)
+    for label, config in (("codec", TokenizerConfig(sample_fps=0.0)),
                           ("uniform", TokenizerConfig(mode="uniform", uniform_group_frames=8))):
         wins = windows_of(aus, config)
         full = max(len(w.canvases) for w in wins)
@@ -125,7 +127,9 @@ def run_streams(answerers: list, streams: list[list]) -> dict:
     return out
 
 
-def throughput(args, windows: list) -> list[dict]:
+def throughput(args, windows: list) -> tuple[list[dict], dict]:
+    """Per N: local, then each deployment (apps ``fleet1``, ``fleet2``... up at once), so load drift on the shared
+    machine hits every mode alike."""
     import torch
 
     from ov2_ros.model import load_runtime
@@ -133,53 +137,50 @@ def throughput(args, windows: list) -> list[dict]:
     from ov2_ros.serving.deployment import ServeConfig
 
     torch.set_num_threads(args.torch_threads)
-    rows = []
     locals_ = [load_runtime(args.model, device=args.device, max_new_tokens=args.max_new_tokens)
                for _ in range(max(args.robots))]
-    for n in args.robots:
-        res = run_streams(locals_[:n], streams_for(n, windows, args.windows))
-        rows.append({"mode": "local", "replicas": 0, "robots": n, **res})
-        print(f"  local x{n}: {res['windows_per_s']:.2f} windows/s", flush=True)
-    del locals_
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cluster.start(num_cpus=args.ray_cpus, num_gpus=None, port=port)
+    rows, configs = [], {}
     try:
         for replicas in args.replicas:
-            config = ServeConfig(model=args.model, device=args.device, max_new_tokens=args.max_new_tokens,
-                                 replicas=replicas, num_cpus=args.ray_cpus / max(args.replicas),
-                                 num_gpus=1.0 if args.device.startswith("cuda") else 0.0,
-                                 torch_threads=args.torch_threads, max_batch_size=8, batch_wait_s=args.batch_wait_s)
+            configs[replicas] = ServeConfig(
+                model=args.model, device=args.device, max_new_tokens=args.max_new_tokens, replicas=replicas,
+                num_cpus=args.ray_cpus / sum(args.replicas), num_gpus=1.0 if args.device.startswith("cuda") else 0.0,
+                torch_threads=args.torch_threads, max_batch_size=8, batch_wait_s=args.batch_wait_s)
             t0 = time.perf_counter()
-            cluster.deploy(config, "fleet", progress=lambda line: print("  " + line, flush=True))
+            cluster.deploy(configs[replicas], f"fleet{replicas}", progress=lambda line: print("  " + line, flush=True))
             print(f"  deployed {replicas} replica(s) in {time.perf_counter() - t0:.1f} s", flush=True)
-            for n in args.robots:
-                clients = [ServedRuntime(f"http://127.0.0.1:{port}", "fleet", stream_id=f"r{replicas}-{n}-{i}",
+        for n in args.robots:
+            streams = streams_for(n, windows, args.windows)
+            res = run_streams(locals_[:n], streams)
+            rows.append({"mode": "local", "replicas": 0, "robots": n, **res})
+            print(f"  local x{n}: {res['windows_per_s']:.2f} windows/s", flush=True)
+            for replicas in args.replicas:
+                clients = [ServedRuntime(f"http://127.0.0.1:{port}", f"fleet{replicas}", stream_id=f"r{n}-{i}",
                                          encoding="jpeg") for i in range(n)]
-                res = run_streams(clients, streams_for(n, windows, args.windows))
+                res = run_streams(clients, streams)
                 res["resends"] = sum(c.stats["resends"] for c in clients)
                 rows.append({"mode": "ray", "replicas": replicas, "robots": n, **res})
                 print(f"  ray {replicas} replica(s) x{n}: {res['windows_per_s']:.2f} windows/s, "
                       f"batch mean {res.get('batch_size_mean', 0):.2f}", flush=True)
-            if replicas == args.replicas[-1]:
-                fault = fault_run(args, config, port, windows)
-        from ray import serve
-
-        serve.delete("fleet")
+        last = args.replicas[0]
+        fault = fault_run(configs[last], f"fleet{last}", port, windows)
     finally:
         cluster.shutdown()
     return rows, fault
 
 
 # ------------------------------------------------------------------------------------------------ 3. fault
-def fault_run(args, config, port: int, windows: list) -> dict:
+def fault_run(config, app: str, port: int, windows: list) -> dict:
     """One robot sends a window every ``pace`` s; the app is deleted, then deployed again."""
     from ray import serve
 
     from ov2_ros.serving import cluster
 
-    client = ServedRuntime(f"http://127.0.0.1:{port}", "fleet", stream_id="fault", encoding="jpeg", timeout_s=10.0)
+    client = ServedRuntime(f"http://127.0.0.1:{port}", app, stream_id="fault", encoding="jpeg", timeout_s=10.0)
     log: list[tuple[float, bool]] = []
     stop = threading.Event()
 
@@ -197,10 +198,10 @@ def fault_run(args, config, port: int, windows: list) -> dict:
     thread = threading.Thread(target=robot)
     thread.start()
     time.sleep(3.0)
-    serve.delete("fleet")
+    serve.delete(app)
     down = time.monotonic()
     time.sleep(3.0)
-    cluster.deploy(config, "fleet")
+    cluster.deploy(config, app)
     back = time.monotonic()
     deadline = back + 60
     while time.monotonic() < deadline and not any(ok and t >= back for t, ok in log):
