@@ -1,7 +1,8 @@
 """``python -m bench [NAME ...]`` (``make bench``): run the CPU benchmarks one after another.
 
 Each is also a script of its own with more options (see bench/README.md). GPU benchmarks (``model_gpu``,
-``sam2_gpu`` at 1024 px) need CUDA and are run by hand on a GPU machine; ``node_soak`` takes 10 minutes and is run
+``sam2_gpu`` at 1024 px, ``batch --device cuda``) need CUDA and run together with ``bench/gpu_all.sh`` on a GPU
+machine; ``node_soak`` takes 10 minutes and is run
 by hand too.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ CPU_BENCHMARKS = {
     "decoder_threads": [],
     "replay": [],
     "sam2_gpu": ["--device", "cpu"],
+    "batch": [],
 }
 
 
