@@ -15,7 +15,7 @@ _LAZY = {
     "LlavaOnevision2ForConditionalGeneration": "modeling", "LlavaOnevision2Model": "modeling",
     "load_model": "loading", "load_tokenizer": "loading",
     "prepare_inputs": "processor", "window_from_frames": "processor",
-    "parse_answer": "parsers", "parse_query": "prompts", "instruction": "prompts",
+    "parse_answer": "parsers", "render_answer": "parsers", "parse_query": "prompts", "instruction": "prompts",
     "VlmRuntime": "runtime", "load_runtime": "runtime", "VisionCache": "vision_cache",
     "ModelError": "errors", "CheckpointNotFoundError": "errors", "CheckpointKeyError": "errors",
     "CorruptCheckpointError": "errors", "WrongModelTypeError": "errors", "ProcessorError": "errors",
