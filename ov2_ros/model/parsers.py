@@ -1,5 +1,6 @@
 """Model text -> ``Answer``, and ``render_answer``, its inverse for training targets. Parsers never raise on model
-output: what parses is kept, the rest is listed in ``Answer.errors`` (at most ``MAX_ERRORS`` lines).
+output: what parses is kept (at most ``MAX_ITEMS`` items), the rest is listed in ``Answer.errors`` (at most
+``MAX_ERRORS`` lines).
 
 Formats (``prompts.py`` asks for them):
 - tracks, the release's demo format: ``<tracks coords="t id x y;t id x y;...">\\nlabel\\n</tracks>``;
@@ -33,6 +34,7 @@ from ov2_ros.model.timebase import time_origin
 COORD_MAX = 1000.0
 DEPTH_MAX_M = 1000.0          # a waypoint deeper than this is not a depth in metres
 MAX_ERRORS = 20
+MAX_ITEMS = 4096             # items kept per answer (a 32-canvas window has ~100 frames x a few objects)
 MAX_LABEL = 500               # characters kept of a tag's label
 
 _NUM = r"(?<![\w.])(\d{1,12}(?:\.\d{1,12})?|\.\d{1,12})(?![\d])"
@@ -156,12 +158,25 @@ def tagged(text: str, tag: str) -> list[tuple[str, str]]:
     return out
 
 
+def _full(out: list, errors: _Errors) -> bool:
+    """True once ``out`` holds ``MAX_ITEMS`` (noted once in ``errors``): a degenerate answer stops being read."""
+    if len(out) < MAX_ITEMS:
+        return False
+    if not any(e.startswith("more than") for e in errors):
+        errors.append(f"more than {MAX_ITEMS} items in the answer; the rest is ignored")
+    return True
+
+
 def _parse_tagged(text: str, tag: str, arity: int, build, errors: _Errors) -> tuple:
     """Every ``;``-separated entry of every ``<tag coords="...">``: ``build(values, label)`` returns an item, or an
     error string when the values are out of range; malformed entries become errors too."""
-    out = []
+    out: list = []
     for coords, label in tagged(text, tag):
+        if _full(out, errors):
+            break
         for entry in filter(None, (e.strip() for e in coords.split(";"))):
+            if _full(out, errors):
+                break
             vals = _numbers(entry, arity)
             item = f"has not {arity} numbers" if vals is None else build(vals, label)
             if isinstance(item, str):
@@ -207,12 +222,16 @@ def parse_points(text: str, clock: FrameClock) -> tuple[tuple[Point, ...], list[
     points = _parse_tagged(text, "points", 3, build, errors)
     if not points and not errors:
         frame, ft = clock.newest_frame()
+        found: list = []
         for m in _PAIR.finditer(text):
+            if _full(found, errors):
+                break
             x, y = float(m.group(1)), float(m.group(2))
             if _in_range(x, y):
-                points += (Point(frame, ft, *clock.to_pixels(x, y)),)
+                found.append(Point(frame, ft, *clock.to_pixels(x, y)))
             else:
                 errors.append(f"point {_short(m.group(0))} needs x, y in 0-1000")
+        points = tuple(found)
     if not points and not errors:
         errors.append('no <points coords="t x y;...">label</points> element or (x, y) pair in the answer')
     return points, errors.done()
@@ -222,6 +241,8 @@ def parse_waypoints(text: str, clock: FrameClock) -> tuple[tuple[Waypoint, ...],
     """Ordered ``[x, y, d]`` (or ``(x, y, d)``) points -> Waypoints in source pixels, ``z`` the depth in metres."""
     errors, out = _Errors(), []
     for m in _TRIPLE.finditer(text):
+        if _full(out, errors):
+            break
         x, y, d = (float(g) for g in m.groups())
         if not _in_range(x, y) or not 0.0 <= d <= DEPTH_MAX_M:
             errors.append(f"waypoint {_short(m.group(0))} needs x, y in 0-1000 and a depth in 0-{DEPTH_MAX_M:g} m")
@@ -238,6 +259,8 @@ def parse_spans(text: str, clock: FrameClock | None = None) -> tuple[tuple[Span,
     origin = clock.origin_s if clock is not None and clock.frame_times else 0.0
     out, errors = [], _Errors()
     for m in _SPAN.finditer(text):
+        if _full(out, errors):
+            break
         a, b = (g for g in m.groups() if g is not None)
         start, end = float(a), float(b)
         if end < start:

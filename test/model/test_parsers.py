@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ov2_ros.model import Answer, Point, Query, Span, TrackPoint, Waypoint, parse_answer, parse_query
-from ov2_ros.model.parsers import MAX_ERRORS, parse_spans, render_answer
+from ov2_ros.model.parsers import MAX_ERRORS, MAX_ITEMS, parse_spans, render_answer
 from ov2_ros.model.prompts import TEMPLATES, instruction
 
 TIMES = {0: 0.0, 10: 1 / 3, 20: 2 / 3, 30: 1.0, 45: 1.5}
@@ -116,9 +116,13 @@ def test_a_megabyte_of_hostile_text_parses_without_hanging(task, text):
     assert len(a.errors) <= MAX_ERRORS + 1       # errors are capped (plus one "... and N more" line)
 
 
-def test_spans_of_many_repeats_are_all_found():
+def test_many_repeats_are_read_up_to_the_item_cap():
+    spans, errors = parse_spans("1 - 2 s, " * 4_000)
+    assert len(spans) == 4_000 and not errors
     spans, errors = parse_spans("1 - 2 s, " * 10_000)
-    assert len(spans) == 10_000 and not errors
+    assert len(spans) == MAX_ITEMS and errors == [f"more than {MAX_ITEMS} items in the answer; the rest is ignored"]
+    a = parse_answer("track", '<tracks coords="' + "0 0 1 1;" * 10_000 + '">a</tracks>', TIMES, SIZE)
+    assert len(a.tracks) == MAX_ITEMS and len(a.errors) == 1
 
 
 # -- fuzzing -----------------------------------------------------------------------------------------------------------
