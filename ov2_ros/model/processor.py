@@ -22,18 +22,18 @@ The project's choices:
   (4 canvases) is one ``frame_windows_size`` attention window, as in the release's training (its task encoder feeds
   one ``[N, H, W]`` row that the encoder cuts into 4-canvas windows). The official HF helper instead passes one
   ``[1, H, W]`` row per canvas, which makes its attention per canvas; we follow training.
-- Bounded time (``ov2_ros.model.timebase``): the positions' ``t`` and the ``<t seconds>`` tags count from a time origin, the start
-  of the ``TIME_EPOCH_S`` epoch the window starts in, so they stay within [0, epoch + window span) however long the
-  stream has run, like the training clips (0 to about 15 minutes). Offline files shorter than an epoch keep the
-  official tool's numbers (seconds since the start of the video). ``t`` is ``round((time - origin) * fps)``, the
-  frame count since the origin, so ``t / fps`` equals the tag as in training. ``parsers.parse_answer`` adds the
-  origin back.
+- Bounded time (``ov2_ros.model.timebase``): the positions' ``t`` and the ``<t seconds>`` tags count from a time
+  origin, the start of the ``TIME_EPOCH_S`` epoch the window starts in. So they stay within [0, epoch + window
+  span) however long the stream has run, like the training clips (0 to about 15 minutes). Offline files shorter
+  than an epoch keep the official tool's numbers (seconds since the start of the video). ``t`` is
+  ``round((time - origin) * fps)``, the frame count since the origin, so ``t / fps`` equals the tag as in training.
+  ``parsers.parse_answer`` adds the origin back.
 - Why epochs and not a per-window origin: the release's vision RoPE is not relative. It concatenates the angle
   vector with itself and rotates interleaved pairs, so the two halves of a pair turn by different angles, and q.k
   depends on absolute (t, h, w), not only on differences (``test_processor.py`` measures it on tiny-random). A
-  group's ViT output therefore changes when its ``t`` shift; rebasing every window to 0 would re-encode every group
-  on every slide. With an epoch origin a group keeps its positions while it stays in the window, so the vision cache
-  re-encodes only the new group, and everything once per epoch when the origin moves.
+  group's ViT output therefore changes when its ``t`` shifts; rebasing every window to 0 would re-encode every
+  group on every slide. With an epoch origin a group keeps its positions while it stays in the window, so the
+  vision cache re-encodes only the new group, and the whole window once per epoch when the origin moves.
 """
 from __future__ import annotations
 
