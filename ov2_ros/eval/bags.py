@@ -1,6 +1,7 @@
 """rosbag2 input and output through the ``rosbags`` library (MCAP or sqlite3 storage), with no rclpy.
 
-Input: one image topic, either H.264/HEVC ``sensor_msgs/CompressedImage`` (one Annex-B access unit per message, fed
+Input: one image topic, either H.264/HEVC ``sensor_msgs/CompressedImage`` or Foxglove ``foxglove_msgs/CompressedVideo``
+(its type registered from the definition the bag carries; one Annex-B access unit per message, fed
 to the pipeline as is), JPEG/PNG ``CompressedImage``, or raw ``sensor_msgs/Image`` (decoded to RGB here and encoded
 with the bridge node's ``H264Encoder`` first). Every message's source stamp is its header stamp (the bag's log time
 when the header stamp is zero); messages are read in the order they were written (not rosbags' log-time order) and
@@ -25,7 +26,15 @@ Storage = Literal["mcap", "sqlite3"]
 ImageKind = Literal["h264", "hevc", "jpeg", "png", "raw"]
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 RAW = "sensor_msgs/msg/Image"
-IMAGE_TYPES = (COMPRESSED, RAW)
+VIDEO = "foxglove_msgs/msg/CompressedVideo"     # Foxglove's recorder: timestamp, frame_id, data, format h264/h265
+IMAGE_TYPES = (COMPRESSED, RAW, VIDEO)
+# The published definition, for bags that carry none and for writing; a bag's own definition is preferred.
+FOXGLOVE_VIDEO_MSG = """builtin_interfaces/Time timestamp
+string frame_id
+uint8[] data
+string format
+"""
+_KNOWN_DEFINITIONS = {VIDEO: FOXGLOVE_VIDEO_MSG}
 # output topic -> message type, as the live node publishes them (DESIGN.md contract 4), under the root namespace
 OUTPUT_TOPICS = {"/answer": "std_msgs/msg/String", "/tracking/points": "geometry_msgs/msg/PointStamped",
                  "/waypoints": "nav_msgs/msg/Path", "/mask": "sensor_msgs/msg/Image"}
@@ -37,6 +46,22 @@ def typestore() -> Any:
 
     return get_typestore(Stores.ROS2_KILTED)
 
+
+def register_types(store: Any, msgtype: str, definition: str | None = None) -> None:
+    """Add ``msgtype`` (and the types its definition brings along) to ``store`` unless it knows it already:
+    from ``definition`` (a bag connection's concatenated ros2msg text) or the project's copy of it."""
+    from rosbags.typesys import get_types_from_msg
+
+    if msgtype in store.fielddefs:
+        return
+    text = definition or _KNOWN_DEFINITIONS.get(msgtype)
+    if not text:
+        raise BagError(f"{msgtype} is not a ROS 2 Kilted type and the bag carries no definition of it")
+    try:
+        types = get_types_from_msg(text, msgtype)
+    except Exception as exc:  # noqa: BLE001 - rosbags raises its own parser errors
+        raise BagError(f"cannot read the bag's definition of {msgtype}: {' '.join(str(exc).split())[:200]}") from exc
+    store.register({name: t for name, t in types.items() if name not in store.fielddefs})
 
 @dataclass(frozen=True)
 class BagImage:
@@ -99,8 +124,8 @@ def message_count(path: str | Path, topic: str) -> int:
         reader.close()
 
 
-def _stamp_ns(header: Any, log_ns: int) -> int:
-    ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+def _stamp_ns(stamp: Any, log_ns: int) -> int:
+    ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
     return ns if ns else int(log_ns)
 
 
@@ -158,8 +183,10 @@ def read_images(path: str | Path, topic: str) -> Iterator[BagImage]:
             raise TopicNotFoundError(f"bag {path} has no topic {topic!r}; image topics in it: {images or 'none'}")
         msgtype = conns[0].msgtype
         if msgtype not in IMAGE_TYPES:
-            raise BagError(f"bag {path}: topic {topic} carries {msgtype}, not {COMPRESSED} or {RAW}")
+            raise BagError(f"bag {path}: topic {topic} carries {msgtype}, not one of {', '.join(IMAGE_TYPES)}")
         store = typestore()
+        msgdef = getattr(conns[0], "msgdef", None)
+        register_types(store, msgtype, getattr(msgdef, "data", None) or None)
         prev_ns, first_kind = None, None
         for index, (log_ns, raw) in enumerate(_messages_in_write_order(reader, conns)):
             where = f"bag {path}, topic {topic}, message {index}"
@@ -167,7 +194,9 @@ def read_images(path: str | Path, topic: str) -> Iterator[BagImage]:
                 msg = store.deserialize_cdr(raw, msgtype)
             except Exception as exc:  # noqa: BLE001 - rosbags raises assorted errors on bad CDR
                 raise BagError(f"{where}: cannot deserialise {msgtype}: {exc}") from exc
-            stamp = _stamp_ns(msg.header, log_ns)
+            stamp_msg, frame_id = (msg.timestamp, msg.frame_id) if msgtype == VIDEO else (msg.header.stamp,
+                                                                                          msg.header.frame_id)
+            stamp = _stamp_ns(stamp_msg, log_ns)
             if prev_ns is not None and stamp <= prev_ns:
                 raise ClockJumpError(f"{where}: stamp {stamp} ns is not after the previous {prev_ns} ns "
                                      f"(clock jump of {(stamp - prev_ns) / 1e9:+.3f} s)")
@@ -177,13 +206,15 @@ def read_images(path: str | Path, topic: str) -> Iterator[BagImage]:
                     rgb = raw_to_rgb(msg.encoding, msg.width, msg.height, msg.step, msg.data, where)
                 except UnsupportedFormatError as exc:
                     raise BagError(str(exc)) from exc
-                yield BagImage(index, stamp, msg.header.frame_id, "raw", rgb=rgb)
+                yield BagImage(index, stamp, frame_id, "raw", rgb=rgb)
                 continue
             kind = compressed_kind(msg.format, where)
             if first_kind is not None and kind != first_kind:
                 raise BagError(f"{where}: format changes from {first_kind} to {kind} mid-topic")
             first_kind = kind
-            yield BagImage(index, stamp, msg.header.frame_id, kind, data=bytes(np.asarray(msg.data, np.uint8)))
+            if msgtype == VIDEO and kind not in ("h264", "hevc"):
+                raise BagError(f"{where}: CompressedVideo format {msg.format!r} is not h264 or h265")
+            yield BagImage(index, stamp, frame_id, kind, data=bytes(np.asarray(msg.data, np.uint8)))
     finally:
         reader.close()
 
@@ -246,6 +277,7 @@ class BagWriter:
         if self.path.exists():
             raise BagError(f"bag {self.path} already exists; give a new path")
         self.store = typestore()
+        register_types(self.store, VIDEO)
         self._writer = Writer(self.path, version=9, storage_plugin=plugins[storage])
         self._conns: dict[str, Any] = {}
 
@@ -272,13 +304,17 @@ class BagWriter:
 
 def write_image_bag(path: str | Path, stamps_ns: Iterable[int], payloads: Iterable[bytes | np.ndarray],
                     topic: str = "/camera/image/compressed", kind: ImageKind = "h264", storage: Storage = "mcap",
-                    frame_id: str = "camera") -> Path:
+                    frame_id: str = "camera", foxglove: bool = False) -> Path:
     """A camera bag as a robot would record it: AUs (h264/hevc), encoded files (jpeg/png) or RGB arrays (raw,
-    written as rgb8 ``sensor_msgs/Image``); log time = header stamp."""
+    written as rgb8 ``sensor_msgs/Image``); log time = header stamp. ``foxglove``: AUs as
+    ``foxglove_msgs/CompressedVideo`` (format h264/h265), as Foxglove's recorder writes them."""
     with BagWriter(path, storage) as w:
         for stamp, payload in zip(stamps_ns, payloads, strict=True):
             header = w.header(stamp, frame_id)
-            if kind == "raw":
+            if foxglove:
+                msg = w.msg(VIDEO, timestamp=header.stamp, frame_id=frame_id, format="h265" if kind == "hevc" else kind,
+                            data=np.frombuffer(bytes(payload), np.uint8))
+            elif kind == "raw":
                 rgb = np.ascontiguousarray(payload, np.uint8)
                 msg = w.msg(RAW, header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8",
                             is_bigendian=0, step=rgb.shape[1] * 3, data=rgb.reshape(-1))

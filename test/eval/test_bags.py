@@ -154,3 +154,30 @@ def test_messages_come_in_write_order_when_only_the_recorder_clock_stepped(tmp_p
     log_times = [T0 + (i if i < 45 else i - 60) * DT for i in range(90)]
     images = list(read_images(_bag(tmp_path / "b", storage, aus, _stamps(90), log_times), TOPIC))
     assert [i.data for i in images] == list(aus) and [i.stamp_ns for i in images] == _stamps(90)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_foxglove_compressed_video_is_read_with_the_definition_the_bag_carries(tmp_path, small_clip, hevc_aus,
+                                                                                 storage):
+    from rosbags.rosbag2 import Reader
+
+    bag = write_image_bag(tmp_path / "fox", _stamps(small_clip.num_frames), small_clip.aus, storage=storage,
+                          foxglove=True, topic="/cam/video")
+    with Reader(bag) as reader:                      # what a Foxglove bag holds: the type and its definition
+        conn = reader.connections[0]
+        assert conn.msgtype == "foxglove_msgs/msg/CompressedVideo" and "uint8[] data" in conn.msgdef.data
+    assert bag_topics(bag) == {"/cam/video": "foxglove_msgs/msg/CompressedVideo"}
+    images = list(read_images(bag, "/cam/video"))
+    assert [i.data for i in images] == list(small_clip.aus) and {i.kind for i in images} == {"h264"}
+    assert [i.stamp_ns for i in images] == _stamps(small_clip.num_frames) and images[0].frame_id == "camera"
+    h265 = write_image_bag(tmp_path / "fox265", _stamps(len(hevc_aus)), hevc_aus, kind="hevc", foxglove=True)
+    assert {i.kind for i in read_images(h265, TOPIC)} == {"hevc"}
+
+
+def test_foxglove_video_in_another_codec_is_refused(tmp_path, small_clip):
+    with BagWriter(tmp_path / "vp9") as w:
+        for i, au in enumerate(small_clip.aus[:3]):
+            w.write(TOPIC, w.msg("foxglove_msgs/msg/CompressedVideo", timestamp=w.header(T0 + i * DT).stamp,
+                                 frame_id="cam", format="vp9", data=np.frombuffer(au, np.uint8)), T0 + i * DT)
+    with pytest.raises(BagError, match="format 'vp9'"):
+        list(read_images(tmp_path / "vp9", TOPIC))

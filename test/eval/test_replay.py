@@ -162,3 +162,24 @@ def test_bit_flips_in_the_last_aus_still_write_results(small_clip, stamps, tiny_
     results = replay_bag(bag, tmp_path / "out", replay_config(), progress=False, runtime=tiny_runtime)
     assert (tmp_path / "out" / "results.json").is_file() and results.num_frames >= 57
     assert results.stats["codec_issues"] >= 1 and results.groups[-1].end_frame == results.num_frames
+
+
+def test_foxglove_video_bag_replays_and_evaluates_like_a_compressed_image_bag(small_clip, stamps, tmp_path, capsys):
+    import json
+
+    from ov2_ros.cli import main
+
+    bag = write_image_bag(tmp_path / "clip", stamps(small_clip.num_frames), small_clip.aus, foxglove=True)
+    small = ["--canvases", "8", "--max-new-tokens", "4", "--no-segment", "--quiet"]
+    assert main(["replay", str(bag), "--query", "when: the red square moves", "--out", str(tmp_path / "r"),
+                 *small]) == 0
+    assert f"{small_clip.num_frames} frames" in capsys.readouterr().out
+    results = load_results(tmp_path / "r")
+    assert results.num_frames == small_clip.num_frames and results.windows
+    assert results.frame_stamps_ns == tuple(stamps(small_clip.num_frames))
+    gt = tmp_path / "annotations.json"
+    gt.write_text(json.dumps({"version": 1, "videos": [{"name": "clip", "task": "ground", "query": "when: it moves",
+                                                         "spans_s": [[1.0, 2.0]]}]}))
+    assert main(["eval", "--compare", "codec", "uniform", "--bag", str(bag), "--gt", str(gt),
+                 "--out", str(tmp_path / "cmp"), *small]) == 0
+    assert (tmp_path / "cmp" / "comparison.json").is_file()
