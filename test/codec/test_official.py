@@ -213,4 +213,5 @@ def test_au_size_scales_a_frames_blocks(clip):
     for _ in range(200):
         est.observe(1000, key_frame=False)
     est.observe(10**7, key_frame=True)                                                  # keyframes do not count
-    np.testing.assert_allclose(est.score(f.luma, prev.luma, f.mvs, bits=16000), plain * 16 ** 0.25, rtol=1e-4)
+    np.testing.assert_allclose(est.score(f.luma, prev.luma, f.mvs, bits=16000), plain * 16 ** est.config.au_scale,
+                               rtol=1e-4)
