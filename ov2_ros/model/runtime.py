@@ -2,7 +2,7 @@
 
 One query = vision tokens (per-group cache, see ``vision_cache.py``) -> prompt embeddings -> greedy generation
 over a transformers ``StaticCache`` (prefill once, then one token per step at fixed shapes, ``decoding.py``).
-``answer_batch`` runs B windows (other streams, other queries) together: the ViT over every group the cache misses,
+``answer_batch`` runs B windows (other streams, other queries) together: one ViT call over every group the cache misses,
 each prompt prefilled into its row of one batched static cache (left-padded), one batched decode in which each
 sequence stops at its own EOS; its tokens equal per-window generation. Prefill stays per prompt because it is
 compute-bound (batching saves no work) and a padded batch would lose the causal flash path; decode, bound by
@@ -31,9 +31,9 @@ from ov2_ros.model.decoding import DecodeState, make_runner
 from ov2_ros.model.errors import ModelError
 from ov2_ros.model.loading import TINY, load_model, load_tokenizer
 from ov2_ros.model.parsers import parse_answer
-from ov2_ros.model.processor import ModelInputs, VisionInputs, prepare_inputs
+from ov2_ros.model.processor import ModelInputs, prepare_inputs
 from ov2_ros.model.prompts import instruction
-from ov2_ros.model.vision_cache import VisionCache
+from ov2_ros.model.vision_cache import VisionCache, encode_fused
 
 
 # KV-cache length granularity (tokens): coarse with a captured or compiled decode step, so one graph serves prompts
@@ -57,19 +57,6 @@ class Generation:
     batch_size: int = 1
     decode_mode: str = "eager"
     decode_fallback: str | None = None
-
-
-def encode_fused(model, parts: list[VisionInputs]) -> list[torch.Tensor]:
-    """Vision tokens of several windows' inputs from one ViT call: their grid rows stay separate, so the tower's
-    attention windows are those of each window encoded alone."""
-    device = next(model.parameters()).device
-    rows = [(v.pixel_values_videos, v.video_grid_thw, v.patch_positions) for v in parts]
-    pixels, grid, positions = (torch.cat(t).to(device) for t in zip(*rows))
-    tokens = model.model.get_video_features(pixels, grid, positions)
-    if len(parts) == 1:
-        return [tokens]
-    merged = len(pixels) // len(tokens)                                       # patches per token (m^2)
-    return list(tokens.split([len(p) // merged for p, _, _ in rows]))
 
 
 @dataclass
@@ -122,7 +109,7 @@ class VlmRuntime:
         # each stream's groups must outlive the next batch's slide: hold at least two batches' worth
         groups = sum(-(-len(x.window.canvases) // self.model.config.vision_config.frame_windows_size) for x in batch)
         self.vision_cache.capacity = max(self.vision_cache.capacity, 2 * groups)
-        return [self.vision_cache.encode(self.model, x.window) for x in batch]
+        return self.vision_cache.encode_batch(self.model, [x.window for x in batch])
 
     @torch.inference_mode()
     def generate(self, window_or_inputs: CodecWindow | ModelInputs, inputs: ModelInputs | None = None,

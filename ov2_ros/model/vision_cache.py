@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ov2_ros.codec.types import Canvas, CodecWindow
-from ov2_ros.model.processor import model_groups, model_positions, time_base, vision_inputs
+from ov2_ros.model.processor import VisionInputs, model_groups, model_positions, time_base, vision_inputs
 
 
 @dataclass(frozen=True)
@@ -76,27 +76,53 @@ class VisionCache:
 
     def encode(self, model, window: CodecWindow) -> torch.Tensor:
         """Merged vision tokens (tokens, D) of ``window`` on the model's device, in the processor's order; only
-        missed chunks are patchified and run through the ViT."""
+        missed chunks are patchified and run through the ViT, one chunk per call (what the ONNX part takes)."""
+        return self.encode_batch(model, [window], fused=False)[0]
+
+    def encode_batch(self, model, windows: list[CodecWindow], fused: bool = True) -> list[torch.Tensor]:
+        """``encode`` of several windows (other streams, other queries) at once. ``fused``: the chunks they miss
+        go through one ViT call (one grid row each, so the tower still attends within each chunk); a chunk that
+        repeats in the batch is encoded once."""
         size = model.config.vision_config.frame_windows_size
         device = next(model.parameters()).device
-        times, base = window.frame_times, time_base(window)
-        outs = []
-        for group in model_groups(window):
-            for start in range(0, len(group), size):
-                chunk = group[start:start + size]
-                positions = model_positions(np.concatenate([c.positions for c in chunk]), times, base)
-                key = self.chunk_key(chunk, positions)
-                cached = self._entries.get(key)
-                if cached is not None:
-                    self.hits += 1
-                    self._entries.move_to_end(key)
-                    outs.append(cached)
-                    continue
-                self.misses += 1
-                v = vision_inputs(chunk, window.patch_size, device, frame_times=times, base=base)
-                out = model.model.get_video_features(v.pixel_values_videos, v.video_grid_thw, v.patch_positions)
-                self._entries[key] = out
+        rows, found, missed = [], {}, {}
+        for window in windows:
+            times, base = window.frame_times, time_base(window)
+            keys = []
+            for group in model_groups(window):
+                for start in range(0, len(group), size):
+                    chunk = group[start:start + size]
+                    positions = model_positions(np.concatenate([c.positions for c in chunk]), times, base)
+                    key = self.chunk_key(chunk, positions)
+                    keys.append(key)
+                    if key in found or key in missed:
+                        self.hits += 1
+                    elif (cached := self._entries.get(key)) is not None:
+                        self.hits += 1
+                        self._entries.move_to_end(key)
+                        found[key] = cached
+                    else:
+                        self.misses += 1
+                        missed[key] = vision_inputs(chunk, window.patch_size, device, frame_times=times, base=base)
+            rows.append(keys)
+        if missed:
+            parts = list(missed.values())
+            outs = encode_fused(model, parts) if fused else [encode_fused(model, [v])[0] for v in parts]
+            for key, out in zip(missed, outs):
+                found[key] = self._entries[key] = out
                 if len(self._entries) > self.capacity:
                     self._entries.popitem(last=False)
-                outs.append(out)
-        return torch.cat(outs, dim=0)
+        return [torch.cat([found[k] for k in keys], dim=0) for keys in rows]
+
+
+def encode_fused(model, parts: list[VisionInputs]) -> list[torch.Tensor]:
+    """Vision tokens of several inputs from one ViT call: their grid rows stay separate, so the tower's attention
+    windows are those of each input encoded alone."""
+    device = next(model.parameters()).device
+    rows = [(v.pixel_values_videos, v.video_grid_thw, v.patch_positions) for v in parts]
+    pixels, grid, positions = (torch.cat(t).to(device) for t in zip(*rows))
+    tokens = model.model.get_video_features(pixels, grid, positions)
+    if len(parts) == 1:
+        return [tokens]
+    merged = len(pixels) // len(tokens)                                       # patches per token (m^2)
+    return list(tokens.split([len(p) // merged for p, _, _ in rows]))

@@ -201,11 +201,16 @@ def test_batch_vision_cache_works_per_stream(windows):
     from ov2_ros.model import load_runtime
 
     rt = load_runtime("tiny-random", max_new_tokens=2, vision_cache_windows=1)   # grown to hold the batch
+    vit = rt.model.model.get_video_features
+    calls = []
+    rt.model.model.get_video_features = lambda *a: calls.append(len(a[1])) or vit(*a)   # count ViT calls
     streams = [windows[1:5], [_other_stream(w) for w in windows[1:5]]]
     for step, pair in enumerate(zip(*streams)):
         hits, misses = rt.vision_cache.hits, rt.vision_cache.misses
         batch = [rt.prepare(w, Query("ask", "?")) for w in pair]
+        calls.clear()
         cached = rt._vision_batch(batch, use_cache=True)
+        assert calls == [4 if step == 0 else 2]                     # one ViT call, one grid row per missed group
         fresh = [rt.vision_tokens(x, use_cache=False) for x in batch]
         for c, f in zip(cached, fresh):
             torch.testing.assert_close(c, f, rtol=1e-5, atol=1e-5)      # one fused ViT call vs each window alone
