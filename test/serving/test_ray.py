@@ -110,6 +110,45 @@ def test_groups_lost_with_a_replica_are_resent_never_answered_wrongly(server, lo
     assert same_answer(served, local.answer(windows[6], QUERY))
 
 
+def test_a_replica_crash_costs_only_the_windows_in_flight(server, local, windows):
+    """Kill the replica while four robots' windows are in it: each of those is answered correctly or fails as
+    unavailable (none hangs past its timeout, none is answered wrongly), and every robot's next window is answered."""
+    robots = [ServedRuntime(server, APP, stream_id=f"crash{i}", encoding="i420", timeout_s=60.0, backoff_s=0.1,
+                            max_backoff_s=0.5) for i in range(4)]
+    for i, robot in enumerate(robots):
+        robot.answer(windows[i], QUERY)                           # each stream's groups are on the replica
+    before = robots[0].health()["replica"]
+    outcomes: dict[int, object] = {}
+
+    def send(i: int) -> None:
+        try:
+            outcomes[i] = robots[i].answer(windows[i + 1], QUERY)
+        except ServerUnavailableError as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)                                              # inside the 0.3 s batch wait: all are in flight
+    assert cluster.kill_replicas(APP) == 1
+    for t in threads:
+        t.join(90)
+    assert sorted(outcomes) == [0, 1, 2, 3]
+    for i, out in outcomes.items():
+        assert isinstance(out, ServerUnavailableError) or same_answer(out, local.answer(windows[i + 1], QUERY))
+    deadline = time.monotonic() + 180
+    for i, robot in enumerate(robots):                            # the next window of every robot is answered
+        while True:
+            try:
+                served = robot.answer(windows[i + 2], QUERY)
+                break
+            except ServerUnavailableError:
+                assert time.monotonic() < deadline, "the deployment did not come back"
+                time.sleep(max(0.1, robot.retry_in_s))
+        assert served.extra["served"]["replica"] != before
+        assert same_answer(served, local.answer(windows[i + 2], QUERY))
+
+
 def test_the_pipeline_keeps_decoding_while_the_deployment_is_down_and_answers_again(server, windows):
     from ov2_ros.codec.synth import make_event_clip
     from ov2_ros.pipeline import InferenceWorker, PerceptionPipeline, PipelineConfig
