@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench bench-tokenizer clean
+.PHONY: venv demo test bench bench-tokenizer train-toy clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 
 demo: $(STAMP)
 	$(BIN)/ov2-ros demo --out demo_out
+
+# The shipped toy models, trained from scratch on synthetic scenes (~1 h on 2 CPU cores; resumable: rerun to continue).
+train-toy: $(STAMP)
+	nice -n 5 $(BIN)/python -m ov2_ros.train.toy --out build/ov2-toy --publish models/ov2-toy
+	nice -n 5 $(BIN)/python -m ov2_ros.train.sam2 --out build/sam2-toy --publish models/sam2-toy
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -171,7 +171,7 @@ def _shape_mask(shape: str, cx: float, cy: float, size: int, h: int, w: int) -> 
 
 def _object_script(rng: np.random.Generator, n: int, w: int, h: int, size: int, periodic: bool):
     """Per-frame centers: appear, then alternate move / stop segments; optionally a periodic vertical jump."""
-    appear = 0 if rng.random() < 0.6 else int(rng.integers(1, n // 3))
+    appear = 0 if rng.random() < 0.6 or n < 6 else int(rng.integers(1, n // 3))
     pos = np.array([rng.uniform(size, w - size), rng.uniform(size, h - size)])
     centers: list[tuple[float, float] | None] = [None] * appear
     moving, seg_start, f = [], None, appear
@@ -222,7 +222,7 @@ def scene_frames(seed: int, width: int = 320, height: int = 240, num_frames: int
         names = tuple(OBJECT_NAMES[i] for i in rng.choice(len(OBJECT_NAMES), size=k, replace=False))
     margin = width // 2 if pan else 0
     bgs = [_background(rng, height, width + margin), _background(rng, height, width + margin)]
-    cut_at = int(rng.integers(num_frames // 3, 2 * num_frames // 3)) if cut else None
+    cut_at = int(rng.integers(num_frames // 3, 2 * num_frames // 3)) if cut and num_frames >= 6 else None
     objects = []
     for j, name in enumerate(names):
         size = int(rng.integers(min(width, height) // 7, min(width, height) // 4))

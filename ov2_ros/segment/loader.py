@@ -21,6 +21,14 @@ def tiny_random_dir() -> pathlib.Path:
     return models_dir() / "sam2-tiny-random"
 
 
+def resolve_shipped(model: str) -> pathlib.Path:
+    """A SAM2 model shipped in models/ (``sam2-toy``) by name, else the path as given."""
+    shipped = models_dir() / model
+    if "/" not in model and (shipped / "config.json").is_file():
+        return shipped
+    return pathlib.Path(model).expanduser()
+
+
 def seeded_random_model(config, seed: int = TINY_RANDOM_SEED):
     """``Sam2VideoModel`` with weights drawn from ``seed``, scaled so every path carries signal.
 
@@ -47,7 +55,8 @@ def seeded_random_model(config, seed: int = TINY_RANDOM_SEED):
 def load_sam2(model=TINY_RANDOM, device: str = "cpu", dtype: torch.dtype | None = None):
     """Return ``Sam2VideoModel`` in eval mode on ``device``.
 
-    ``model``: ``"tiny-random"`` (config from models/sam2-tiny-random, weights drawn from a fixed seed), a directory
+    ``model``: ``"tiny-random"`` (config from models/sam2-tiny-random, weights drawn from a fixed seed), a model
+    shipped in models/ by name (``sam2-toy``, trained by ``ov2_ros.train.sam2``), a directory
     holding ``config.json`` (+ ``model.safetensors``, the released layout; without weights the seeded random init is
     used), an HF id already in the local cache, or a ``Sam2VideoModel`` instance (moved, not copied).
     """
@@ -56,7 +65,7 @@ def load_sam2(model=TINY_RANDOM, device: str = "cpu", dtype: torch.dtype | None 
     if isinstance(model, Sam2VideoModel):
         return model.to(device=device, dtype=dtype or torch.float32).eval()
 
-    path = tiny_random_dir() if model == TINY_RANDOM else pathlib.Path(model).expanduser()
+    path = tiny_random_dir() if model == TINY_RANDOM else resolve_shipped(str(model))
     try:
         if path.is_dir():
             if not (path / "config.json").is_file():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from ov2_ros.codec.errors import CodecError
 from ov2_ros.codec.tokenizer import CodecTokenizer
 from ov2_ros.codec.types import CodecWindow, TokenizerConfig
 from ov2_ros.eval.annotations import VideoAnnotation, load_annotations
@@ -58,7 +59,11 @@ def video_windows(path: Path, config: TokenizerConfig, topic: str) -> list[Codec
     windows, pushed = [], 0
     for au, t in access_units(path, topic):
         pushed += 1
-        if tok.push(au, t):
+        try:
+            closed = tok.push(au, t)
+        except CodecError:            # skipped and counted, as the node does; the decoder keeps its state
+            continue
+        if closed:
             windows.append(tok.window())
     if tok.flush():
         windows.append(tok.window())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from ov2_ros.codec.types import TokenizerConfig
 from ov2_ros.model.loading import TOKENIZER_SETTINGS
@@ -38,12 +39,12 @@ def atomic_dir(final: Path, write) -> Path:
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:          # safetensors reports I/O errors as its own type
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not final.exists():
             os.replace(old, final)
-        raise CheckpointWriteError(f"cannot write {final}: {exc.strerror or exc} (nothing was left half-written)"
-                                   ) from exc
+        why = getattr(exc, "strerror", None) or exc
+        raise CheckpointWriteError(f"cannot write {final}: {why} (nothing was left half-written)") from exc
     return final
 
 

@@ -42,7 +42,7 @@ def toy_sam2_config():
 @dataclass(frozen=True)
 class Sam2Recipe:
     scenes: int = 120
-    steps: int = 600
+    steps: int = 800
     clip_frames: int = 4
     lr: float = 2e-3
     seed: int = 0
@@ -151,9 +151,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("build/sam2-toy"))
     p.add_argument("--steps", type=int, default=Sam2Recipe.steps)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--publish", type=Path, help="copy the model and curve here (make train-toy: models/sam2-toy)")
     a = p.parse_args(argv)
     print(json.dumps(train_sam2(a.out, Sam2Recipe(steps=a.steps, threads=a.threads))))
+    if a.publish:
+        publish(a.out, a.publish)
     return 0
+
+
+def publish(run: Path, dest: Path) -> Path:
+    """models/sam2-toy: the weights, config, loss curve and summary; the model card already there is kept."""
+    import shutil
+
+    from ov2_ros.train.checkpoint import atomic_dir
+
+    card = (dest / "README.md").read_text() if (dest / "README.md").is_file() else None
+
+    def write(tmp: Path) -> None:
+        for f in (run / "model").iterdir():
+            shutil.copy2(f, tmp / f.name)
+        shutil.copy2(run / "loss.png", tmp / "loss.png")
+        summary = json.loads((run / "summary.json").read_text())
+        summary.pop("history", None)
+        (tmp / "recipe.json").write_text(json.dumps(summary, indent=1) + "\n")
+        if card is not None:
+            (tmp / "README.md").write_text(card)
+    return atomic_dir(dest, write)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,9 @@ class ToyRecipe:
     mode: str = "codec"
     seed: int = 0
     scenes_a: int = 150
-    steps_a: int = 350
+    steps_a: int = 400
     scenes_b: int = 200
-    steps_b: int = 900
+    steps_b: int = 1000
     batch_size: int = 8
     lr: float = 1e-3
     threads: int = 1
@@ -104,6 +104,27 @@ def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True)
     return summaries
 
 
+def publish(run: Path, dest: Path) -> Path:
+    """Copy the trained model (HF layout + tokenizer settings) and both loss curves into ``dest`` (models/ov2-toy),
+    atomically; the model card (README.md) already there is kept."""
+    import shutil
+
+    from ov2_ros.train.checkpoint import atomic_dir
+
+    card = (dest / "README.md").read_text() if (dest / "README.md").is_file() else None
+
+    def write(tmp: Path) -> None:
+        for f in (run / "stage_b" / "model").iterdir():
+            shutil.copy2(f, tmp / f.name)
+        for stage in ("a", "b"):
+            shutil.copy2(run / f"stage_{stage}" / "loss.png", tmp / f"loss_stage_{stage}.png")
+        if (run / "recipe.json").is_file():
+            shutil.copy2(run / "recipe.json", tmp / "recipe.json")
+        if card is not None:
+            (tmp / "README.md").write_text(card)
+    return atomic_dir(dest, write)
+
+
 def _slim(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k != "history"}
 
@@ -117,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps-a", type=int, default=ToyRecipe.steps_a)
     p.add_argument("--steps-b", type=int, default=ToyRecipe.steps_b)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--publish", type=Path, help="copy the result here (make train-toy: models/ov2-toy)")
     a = p.parse_args(argv)
     train_toy(a.out, ToyRecipe(mode=a.mode, steps_a=a.steps_a, steps_b=a.steps_b, threads=a.threads))
+    if a.publish:
+        print(f"published {publish(a.out, a.publish)}")
     return 0
 
 

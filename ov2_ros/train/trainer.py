@@ -126,11 +126,11 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
         opt.step()
         tokens += int(batch["attention_mask"].sum())
         history["step"].append(step + 1)
-        history["loss"].append(float(loss))
+        history["loss"].append(float(loss.detach()))
         history["lm"].append(lm)
         history["aux"].append(aux)
         if bar is not None:
-            bar.set_postfix(loss=f"{float(loss):.3f}", lm=f"{lm:.3f}", aux=f"{aux:.3f}",
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lm=f"{lm:.3f}", aux=f"{aux:.3f}",
                             tok_s=f"{tokens / max(1e-6, time.perf_counter() - t0):.0f}")
             bar.update(1)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:

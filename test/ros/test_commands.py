@@ -22,8 +22,8 @@ def test_run_flags_become_ros_parameters_and_remaps():
 
 
 def test_demo_plays_answers_and_records_an_mcap_bag(tmp_path, capsys):
-    rc = main(["demo", "--out", str(tmp_path), "--loops", "1", "--size", "160x120", "--no-segment",
-               "--query", "when: the square moves"])
+    rc = main(["demo", "--model", "tiny-random", "--out", str(tmp_path), "--loops", "1", "--size", "160x120",
+               "--no-segment", "--query", "when: the square moves"])
     printed = capsys.readouterr().out
     assert rc == 0 and "tiny RANDOM weights" in printed and "--model lmms-lab-encoder" in printed
     summary = json.loads((tmp_path / "summary.json").read_text())
