@@ -194,12 +194,13 @@ class StreamDecoder:
         try:
             nals = validate_access_unit(au, self.codec)
             au = bytes(au)
-            pictures = count_pictures(nals, self.codec)
+            pictures = count_pictures(nals, self.codec, limit=_MAX_PICTURES_PER_MESSAGE)
             if pictures <= 1:
                 return [(au, nals)]
             if pictures > _MAX_PICTURES_PER_MESSAGE:
-                raise BitstreamError(f"one message holds {pictures} pictures (at most {_MAX_PICTURES_PER_MESSAGE}"
-                                     f" are split and decoded); send one access unit per message")
+                raise BitstreamError(f"one message holds more than {_MAX_PICTURES_PER_MESSAGE} pictures (at most "
+                                     f"{_MAX_PICTURES_PER_MESSAGE} are split and decoded); send one access unit per "
+                                     "message")
             return [(part, validate_access_unit(part, self.codec)) for part in split_access_units(au, self.codec)]
         except BitstreamError:
             self._counts["aus_in"] += 1

@@ -35,6 +35,9 @@ _REQUIRED_PARAM_SETS = {"h264": ("sps", "pps"), "hevc": ("vps", "sps", "pps")}
 _MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"RIFF", "RIFF/WebP"),
           (b"\x1aE\xdf\xa3", "Matroska/WebM"))
 _PEEK_BYTES = 16   # enough raw bytes after a NAL header to read first_mb_in_slice even with emulation prevention
+# NAL units one message may hold: one slice per macroblock of a 1080p picture is 8,160; real encoders write a few to a
+# few hundred. Counted at C speed before any per-NAL Python work, so a 1 MB flood of 4-byte "slices" costs ~1 ms.
+MAX_NALS_PER_AU = 16_384
 
 
 # --- splitting and headers ---------------------------------------------------------------------------------------
@@ -163,9 +166,15 @@ def is_vcl(kind: int, codec: Codec) -> bool:
     return kind in H264_VCL if codec == "h264" else kind < 32
 
 
-def count_pictures(nals, codec: Codec) -> int:
-    """How many pictures ``nals`` start (first slices). One access unit holds exactly one."""
-    return sum(is_vcl(nal_type(n, codec), codec) and starts_new_picture(n, codec) for n in nals)
+def count_pictures(nals, codec: Codec, limit: int | None = None) -> int:
+    """How many pictures ``nals`` start (first slices). One access unit holds exactly one. With ``limit``, counting
+    stops once the count exceeds it (the caller only needs to know that)."""
+    count = 0
+    for n in nals:
+        count += is_vcl(nal_type(n, codec), codec) and starts_new_picture(n, codec)
+        if limit is not None and count > limit:
+            break
+    return count
 
 
 def starts_new_picture(nal: bytes, codec: Codec) -> bool:
@@ -438,6 +447,10 @@ def validate_access_unit(data: bytes, codec: Codec = "h264") -> tuple[bytes, ...
         raise BitstreamError(
             f"no Annex-B start code at the start of the {len(data)}-byte access unit "
             f"(first bytes {data[:8].hex(' ')}), expected Annex-B {name}")
+    starts = data.count(START_CODE)
+    if starts > MAX_NALS_PER_AU:
+        raise BitstreamError(f"{starts} NAL units in one {len(data)}-byte message (an access unit holds at most "
+                             f"{MAX_NALS_PER_AU}), expected Annex-B {name}")
     nals = []
     header_len = 1 if codec == "h264" else 2
     for k, (_, payload, end) in enumerate(iter_nal_spans(data)):

@@ -276,3 +276,14 @@ def test_randomly_damaged_stream_only_raises_package_errors_and_loses_no_frame(s
     assert stats.aus_bad >= failures and stats.frames_out == len(frames)   # every frame made was handed out
     assert [f.index for f in frames] == list(range(len(frames)))
     assert all(f.luma.shape == (f.height, f.width) for f in frames)
+
+
+def test_a_message_batching_too_many_pictures_is_refused_and_decoding_goes_on(small_clip):
+    with StreamDecoder() as dec:
+        frames = dec.decode(small_clip.aus[0], 0)
+        with pytest.raises(BitstreamError, match="more than 64 pictures"):
+            dec.decode(b"".join(small_clip.aus[1:70]), 1)
+        for i, au in enumerate(small_clip.aus[1:30], 1):
+            frames += dec.decode(au, i)
+        frames += dec.flush()
+    assert len(frames) == 30

@@ -352,3 +352,11 @@ def test_validation_of_arbitrary_bytes_either_passes_or_raises_bitstream_error(d
         return
     assert nals and all(nals)
     assert join_nal_units(nals).endswith(nals[-1])
+
+
+def test_a_flood_of_nal_units_is_refused_before_any_per_nal_work():
+    flood = b"\x00\x00\x01\x65\x88\x84" * 170_000                     # 1 MB of 3-byte "IDR slices" (bench/fuzz.py)
+    with pytest.raises(BitstreamError, match=r"170000 NAL units in one 1020000-byte message .*at most 16384"):
+        validate_access_unit(flood)
+    nals = validate_access_unit(flood[:6 * 1000])
+    assert len(nals) == 1000 and count_pictures(nals, "h264", limit=64) == 65 == count_pictures(nals[:65], "h264")
