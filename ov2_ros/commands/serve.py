@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-size", type=int, default=8, metavar="B", help="windows per batch (8)")
     parser.add_argument("--batch-wait-ms", type=float, default=20.0, metavar="MS",
                         help="how long a batch waits to fill (20 ms)")
+    parser.add_argument("--max-streams", type=int, default=64, metavar="S",
+                        help="robot streams whose groups (and vision tokens) a replica keeps (64)")
     parser.add_argument("--app", default="ov2", help="Serve application name and HTTP route (default ov2)")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP host (0.0.0.0 to serve other machines)")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (8000)")
@@ -45,13 +47,14 @@ def serve_config(args: argparse.Namespace):
     from ov2_ros.errors import ConfigError
     from ov2_ros.serving.deployment import ServeConfig
 
-    if args.replicas < 1 or args.max_batch_size < 1 or args.batch_wait_ms < 0 or args.max_new_tokens < 1:
-        raise ConfigError("need --replicas >= 1, --max-batch-size >= 1, --batch-wait-ms >= 0, --max-new-tokens >= 1")
+    if min(args.replicas, args.max_batch_size, args.max_new_tokens, args.max_streams) < 1 or args.batch_wait_ms < 0:
+        raise ConfigError("need --replicas, --max-batch-size, --max-new-tokens and --max-streams >= 1, and "
+                          "--batch-wait-ms >= 0")
     gpus = args.num_gpus if args.num_gpus is not None else (1.0 if args.device.startswith("cuda") else 0.0)
     return ServeConfig(model=args.model, backend=args.backend, device=args.device, export_dir=args.export_dir,
                        max_new_tokens=args.max_new_tokens, replicas=args.replicas, num_gpus=gpus,
                        num_cpus=args.num_cpus, torch_threads=args.torch_threads, max_batch_size=args.max_batch_size,
-                       batch_wait_s=args.batch_wait_ms / 1e3)
+                       batch_wait_s=args.batch_wait_ms / 1e3, max_streams=args.max_streams)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,7 +45,8 @@ class ServeConfig:
     torch_threads: int = 0               # 0 = torch's default
     max_batch_size: int = 8
     batch_wait_s: float = 0.02           # how long a batch waits to fill
-    max_streams: int = 64                # streams whose groups a replica keeps (LRU)
+    max_streams: int = 64                # streams whose groups a replica keeps (LRU); the vision cache holds 8
+    #                                      groups' tokens per stream (8B: ~6 MB a 4-canvas group)
     max_ongoing_requests: int = 32
 
 
@@ -118,7 +119,9 @@ class Ov2Server:
         try:
             req = wire.unpack(body)
             payload.check_request(req)
-            window, missing = self._stream(req["stream"]).window(req)
+            # JPEG/I420 decoding off the event loop (OpenCV and zlib release the GIL), so batches keep filling
+            groups = self._stream(req["stream"])
+            window, missing = await asyncio.get_running_loop().run_in_executor(None, groups.window, req)
             if missing:
                 self.stats.missing += 1
                 self._m_missing.inc()
