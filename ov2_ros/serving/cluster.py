@@ -15,9 +15,12 @@ def start(address: str | None = None, num_cpus: float | None = None, num_gpus: f
           host: str = "127.0.0.1", port: int = 8000) -> None:
     """Join the cluster at ``address`` (``auto``, ``head:6379``) or start a local one with these resources (no
     dashboard), then Serve with its HTTP proxy on ``host:port``."""
+    import os
+
     import ray
     from ray import serve
 
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")     # robots' networks and CI have no business with it
     kwargs = {} if address else {"num_cpus": num_cpus, "num_gpus": num_gpus}
     ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **kwargs)
     serve.start(http_options={"host": host, "port": port})
