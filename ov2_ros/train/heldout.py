@@ -41,3 +41,30 @@ def evaluate_model(model: str, annotations: str | Path, data_dir: str | Path, ou
     out.mkdir(parents=True, exist_ok=True)
     (out / "heldout.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def sam2_mean_j(model: str, seeds, num_frames: int = 16) -> dict:
+    """Mean J of the streaming ``MaskTracker`` on held-out scenes: every object prompted once (one point at the
+    median of its visible mask, on the first frame it is visible), then tracked from memory; J over the frames from
+    each object's prompt on."""
+    from ov2_ros.codec.synth import scene_frames
+    from ov2_ros.eval.metrics import jaccard
+    from ov2_ros.segment import MaskTracker
+
+    per_scene = {}
+    for seed in seeds:
+        frames, objects, masks, _ = scene_frames(int(seed), num_frames=num_frames)
+        js, first = [], {}
+        with MaskTracker(model=model) as tracker:
+            for j in range(len(objects)):
+                seen = np.flatnonzero(masks[:, j].any(axis=(1, 2)))
+                if len(seen):
+                    first[j] = int(seen[0])
+                    ys, xs = np.nonzero(masks[first[j], j])
+                    tracker.add_points(first[j], j + 1, [[float(np.median(xs)), float(np.median(ys))]], [1])
+            for i, rgb in enumerate(frames):
+                out = tracker.push(i, rgb)
+                js += [jaccard(out[j + 1].mask, masks[i, j]) for j, f in first.items() if i >= f and j + 1 in out]
+        per_scene[int(seed)] = float(np.mean(js))
+    return {"model": model, "frames": num_frames, "mean_j": float(np.mean(list(per_scene.values()))),
+            "per_scene": per_scene}

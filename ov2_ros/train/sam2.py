@@ -47,6 +47,8 @@ class Sam2Recipe:
     lr: float = 2e-3
     seed: int = 0
     threads: int = 1
+    init: str = ""                 # warm start from this saved model (a second stage on longer clips)
+    seed_offset: int = 0           # scene seeds start at 200_000 + this (a second stage sees new scenes)
 
 
 def _clips(recipe: Sam2Recipe, seed0: int):
@@ -110,9 +112,10 @@ def train_sam2(out: Path, recipe: Sam2Recipe = Sam2Recipe(), progress: bool = Tr
 
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
-    net: Sam2VideoModel = seeded_random_model(toy_sam2_config(), recipe.seed)
+    net: Sam2VideoModel = (Sam2VideoModel.from_pretrained(recipe.init) if recipe.init else
+                           seeded_random_model(toy_sam2_config(), recipe.seed))
     net.eval()                      # eval-mode code path (the tracker's); gradients are still on
-    clips = _clips(recipe, 200_000)
+    clips = _clips(recipe, 200_000 + recipe.seed_offset)
     opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=0.01)
     rng = np.random.default_rng(recipe.seed)
     history = {"step": [], "loss": [], "lm": [], "aux": []}
@@ -151,9 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("build/sam2-toy"))
     p.add_argument("--steps", type=int, default=Sam2Recipe.steps)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clip-frames", type=int, default=Sam2Recipe.clip_frames)
+    p.add_argument("--lr", type=float, default=Sam2Recipe.lr)
+    p.add_argument("--init", default="", help="warm start from a saved model folder")
     p.add_argument("--publish", type=Path, help="copy the model and curve here (make train-toy: models/sam2-toy)")
     a = p.parse_args(argv)
-    print(json.dumps(train_sam2(a.out, Sam2Recipe(steps=a.steps, threads=a.threads))))
+    recipe = Sam2Recipe(steps=a.steps, threads=a.threads, clip_frames=a.clip_frames, lr=a.lr, init=a.init,
+                        seed_offset=1000 if a.init else 0)
+    print(json.dumps(train_sam2(a.out, recipe)))
     if a.publish:
         publish(a.out, a.publish)
     return 0

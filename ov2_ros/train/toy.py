@@ -50,6 +50,7 @@ class ToyRecipe:
     lr: float = 1e-3
     threads: int = 1
     tasks_b: tuple[str, ...] = ("track", "track", "ground", "point")
+    tokenizer: tuple[tuple[str, object], ...] = ()     # TokenizerConfig overrides on TOY_TOKENIZER (the ablation)
 
 
 HELD_OUT = range(100_000, 100_012)       # evaluation scenes: never trained on
@@ -79,7 +80,7 @@ def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True)
     from ov2_ros.train.trainer import TrainConfig, aux_state_of, train
 
     torch.set_num_threads(recipe.threads)
-    tok_cfg = toy_tokenizer_config(mode=recipe.mode)
+    tok_cfg = toy_tokenizer_config(mode=recipe.mode, **dict(recipe.tokenizer))
     tokenizer = load_tokenizer(TINY)
     model = build_toy_model(recipe.seed)
     common = dict(batch_size=recipe.batch_size, lr=recipe.lr, seed=recipe.seed, threads=recipe.threads,
