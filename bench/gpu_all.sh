@@ -84,7 +84,7 @@ else
         --results-dir "$OUT"
     step model_gpu_quant 120 PYTHONPATH="$AO_PATH" -- bench/model_gpu.py --sections quant --repeats 3 \
         --out model_gpu_quant --results-dir "$OUT"
-    step batch_gpu 90 -- bench/batch.py --device cuda --size 8b --streams 4 --slides 4 --new-tokens 64 \
+    step batch_gpu 90 -- bench/batch.py --device cuda --size 8b --streams 4 --slides 4 --new-tokens 128 \
         --out batch_gpu --results-dir "$OUT"
     step sam2_gpu 60 -- bench/sam2_gpu.py --device cuda --results-dir "$OUT"
     step model_gpu_int8_compile 200 PYTHONPATH="$AO_PATH" -- bench/model_gpu.py --sections quant --precisions int8 \

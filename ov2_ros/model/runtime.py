@@ -20,6 +20,7 @@ import gc
 import inspect
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -65,7 +66,7 @@ class _Decoder:
 
     cache: StaticCache
     state: DecodeState | None = None
-    run: object = None
+    run: Callable[[], None] | None = None
     mode: str = "eager"
     fallback: str | None = None
 
