@@ -91,7 +91,8 @@ def _graph_runner(model, state: DecodeState) -> Callable[[], None]:
     state.restore(saved)
     graph = torch.cuda.CUDAGraph()
     try:
-        with torch.cuda.graph(graph):
+        # thread_local: other threads' CUDA work (the node's SAM2 tracker) may go on while this thread captures
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             decode_step(model, state)
     finally:
         state.restore(saved)
