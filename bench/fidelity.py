@@ -241,6 +241,7 @@ def main(argv=None) -> int:
     if not args.quick:
         clips["event s1+5"] = common.event_clip_mp4(seed=1, lead_in=5)[0]
         clips["moving 720p"] = common.moving_scene_clip(1280, 720)
+        clips["moving 1080p"] = common.moving_scene_clip(1920, 1080)
     load = common.load_average()
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
