@@ -280,3 +280,22 @@ def test_graph_decode_equals_eager_on_cuda(windows):
     assert out["graph"][0].extra["decode_mode"] == "graph", out["graph"][0].extra["decode_fallback"]
     again = rts["graph"].answer_batch(items)                 # the captured graph replays for a new query
     assert [a.text for a in again] == [a.text for a in out["eager"]]
+
+
+def test_sdpa_batched_decode_equals_full_forward_argmax(windows):
+    """The CUDA default attention (SDPA) on the fixed-buffer step: one query token per row attends through the
+    additive cache-slot bias (GQA packed, no repeated KV), left padding masked; each token is the argmax of a
+    cache-free forward."""
+    from ov2_ros.model import load_runtime
+
+    rt = load_runtime("tiny-random", max_new_tokens=5, attn_implementation="sdpa")
+    batch = [rt.prepare(w, q) for w, q in _items(windows)[:2]]
+    gens = rt.generate_batch(batch, stop_at_eos=False)
+    with torch.no_grad():
+        for inputs, gen in zip(batch, gens):
+            ids, kwargs = inputs.input_ids, inputs.as_kwargs()
+            for tok in gen.token_ids:
+                kwargs.update(input_ids=ids, attention_mask=torch.ones_like(ids))
+                assert int(rt.model(**kwargs).logits[0, -1].argmax()) == tok
+                ids = torch.cat([ids, torch.tensor([[tok]])], dim=1)
+    rt.close()
