@@ -75,13 +75,14 @@ def video_windows(path: Path, config: TokenizerConfig, topic: str) -> list[Codec
     return windows
 
 
-def window_answer(gt: VideoAnnotation, window: CodecWindow) -> tuple[str, str, str, int]:
-    """(task, query text, answer, items) for the annotation on one window."""
+def window_answer(gt: VideoAnnotation, window: CodecWindow) -> tuple[str, str, str, int] | None:
+    """(task, query text, answer, items) for the annotation on one window; None for a track window where the
+    object has no point (the track format has no "not visible" answer)."""
     query = parse_query(gt.query, {"track": "track", "ground": "ground", "jump": "ground"}[gt.task])
     times, src = window.frame_times, window.source_size
     if gt.task == "track":
         pts = {f: gt.points[f] for f in sorted(times) if f in gt.points}
-        return (query.task, query.text, *render_target("track", times, src, query.text, pts))
+        return (query.task, query.text, *render_target("track", times, src, query.text, pts)) if pts else None
     lo, hi = min(times.values()), max(times.values())
     if gt.task == "ground":
         raw = list(gt.spans_s)
@@ -102,7 +103,10 @@ def annotated_examples(annotations: str | Path, data_dir: str | Path, config: To
         path = find_video(data_dir, gt.name)
         windows = video_windows(path, config, topic)
         for window in windows:
-            task, text, answer, count = window_answer(gt, window)
+            made = window_answer(gt, window)
+            if made is None:
+                continue
+            task, text, answer, count = made
             check_target(task, answer, window.frame_times, window.source_size, count)
             out.append(encode_example(tokenizer, window, task, text, answer))
     return out

@@ -62,7 +62,7 @@ def _window_target(scene: SyntheticScene, window: CodecWindow, task: str, obj: i
     if task == "track":
         pts = {f: scene.point(f, obj) for f in sorted(times) if f < scene.num_frames}
         pts = {f: p for f, p in pts.items() if p is not None}
-        return (name, *render_target("track", times, src, name, pts))
+        return (name, *render_target("track", times, src, name, pts)) if pts else None   # hidden: no target
     what = "jumps" if scene.objects[obj].cycle_starts and rng.random() < 0.5 else "moves"
     spans = moving_spans(scene, obj, list(times), what)
     return (f"{name} {what}", *render_target("ground", times, src, name, spans=spans))
