@@ -56,6 +56,7 @@ class PipelineConfig:
     frame_ring: int = 64                 # decoded frames kept for SAM2 (bounds memory: ~3 MB each at 1080p)
     segment_max_frames: int = 16         # newest ring frames SAM2 is given per job (bounds its time per answer)
     trim_memory: bool = False            # hand freed heap back to the OS after each answer (glibc malloc_trim)
+    overlay: bool = False                # draw each answer on its source frame (PerceptionResult.overlay)
 
     def __post_init__(self) -> None:
         if self.default_task not in TASKS:
@@ -102,6 +103,7 @@ class InferenceJob:
     query_text: str
     seq: int                             # increases with every job handed out
     query_version: int = 0               # changes when a new query is set
+    source: DecodedFrame | None = None   # with config.overlay: the window's newest frame, taken from the ring
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class PerceptionResult:
     error: str | None = None
     model_s: float = 0.0
     segment_s: float = 0.0
+    overlay: Any = None                  # with config.overlay: RGB uint8 (H, W, 3), the answer on its source frame
 
     @property
     def window_frames(self) -> tuple[int, int]:
@@ -309,7 +312,7 @@ class PerceptionPipeline:
                 self._on_new_resolution()
             self._size = (f.width, f.height)
             self._stamps.append((f.index, f.stamp))
-            if self._tracker_factory is not None:
+            if self._tracker_factory is not None or self.config.overlay:
                 self._frames.append(f)
             groups += self._tokenizer.push_frame(f)
         self.stats.frames += len(frames)
@@ -365,7 +368,11 @@ class PerceptionPipeline:
             self._job_version, self._job_query_version = self._window_version, self._query_version
             self._last_job_t = now
             self._seq += 1
-            return InferenceJob(self._window, self._query, self._query_text, self._seq, self._query_version)
+            source = None
+            if self.config.overlay:      # taken now: by the time the answer is ready the ring may have moved on
+                newest = self._window.end_frame - 1
+                source = next((f for f in reversed(self._frames) if f.index <= newest), None)
+            return InferenceJob(self._window, self._query, self._query_text, self._seq, self._query_version, source)
 
     # ------------------------------------------------------------- inference
     def infer(self, job: InferenceJob) -> PerceptionResult:
@@ -392,9 +399,14 @@ class PerceptionPipeline:
         self.stats.windows_run += 1
         self.stats.last_model_s = model_s
         masks, seg_error, segment_s = self._segment(answer, job.query_version)
+        overlay = None
+        if job.source is not None:
+            from ov2_ros.overlay import draw_overlay
+
+            overlay = draw_overlay(job.source.rgb(), answer, masks.get(job.source.index), job.query_text)
         if self.config.trim_memory:
             trim_heap()
-        return PerceptionResult(job, answer, masks, stamps, seg_error, model_s, segment_s)
+        return PerceptionResult(job, answer, masks, stamps, seg_error, model_s, segment_s, overlay)
 
     def _segment(self, answer: Answer, query_seq: int) -> tuple[dict[int, dict[int, Any]], str | None, float]:
         """Prompt the streaming SAM2 tracker with the answer's points and push it the ring frames it has not seen.

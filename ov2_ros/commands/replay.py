@@ -1,10 +1,12 @@
 """``ov2-ros replay BAG``: a recorded bag through the live node's pipeline, every window inferred (not real time).
 
-Writes ``OUT/results.json``, ``OUT/results_bag`` (the node's output topics, source stamps) and ``OUT/masks/``.
+Writes ``OUT/results.json``, ``OUT/results_bag`` (the node's output topics, source stamps) and ``OUT/masks/``; with
+``--overlay png|mp4`` also each answer drawn on its source frame (``OUT/overlay/`` or ``OUT/overlay.mp4``).
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,8 @@ HELP = "replay a rosbag2 bag (MCAP or sqlite3) through the perception pipeline; 
 def add_replay_arguments(parser: Any, query_required: bool) -> None:
     """Options shared by ``replay`` and ``eval --compare`` (which replays too); ``parser`` may be an argument group."""
     parser.add_argument("--topic", default="/camera/image/compressed",
-                        help="image topic: H.264/HEVC or JPEG CompressedImage, or raw sensor_msgs/Image "
-                             "(default: /camera/image/compressed)")
+                        help="image topic: H.264/HEVC or JPEG CompressedImage, Foxglove CompressedVideo "
+                             "(h264/h265), or raw sensor_msgs/Image (default: /camera/image/compressed)")
     parser.add_argument("--query", required=query_required,
                         help='the query, with its task prefix, e.g. "track: the red mug" or "when: the door opens"')
     parser.add_argument("--model", default="tiny-random", help="tiny-random, an HF id or a local checkpoint folder")
@@ -43,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tokenization (default codec)")
     parser.add_argument("--out", type=Path, default=None, metavar="OUT",
                         help="output folder (default: BAG_replay_MODE next to the bag)")
+    parser.add_argument("--overlay", choices=("png", "mp4"), default="",
+                        help="also draw each answer on its source frame (track points, waypoints, mask outline): "
+                             "OUT/overlay/NNNNNN.png or OUT/overlay.mp4")
 
 
 def replay_config(args: argparse.Namespace, mode: str, query: str):
@@ -70,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ov2_ros.eval.replay import replay_bag
 
     out = args.out or args.bag.parent / f"{args.bag.name}_replay_{args.mode}"
-    results = replay_bag(args.bag, out, replay_config(args, args.mode, args.query), progress=not args.quiet)
+    config = replace(replay_config(args, args.mode, args.query), overlay=args.overlay)
+    results = replay_bag(args.bag, out, config, progress=not args.quiet)
     print(summary_line(results, out))
     return 0

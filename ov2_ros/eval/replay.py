@@ -7,6 +7,7 @@ the push of the AU that closed its last group + the model + SAM2. Same bag + sam
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import shutil
 import time
@@ -24,7 +25,10 @@ from ov2_ros.eval.errors import BagError, EvalError
 from ov2_ros.eval.outputs import ResultsBag
 from ov2_ros.eval.results import (MASKS_DIR, RESULTS_BAG, RESULTS_FILE, GroupRecord, ReplayResults, WindowRecord,
                                   answer_record, save_results)
+from ov2_ros.overlay import OverlayWriter
 from ov2_ros.results import mask_union
+
+OVERLAY_DIR, OVERLAY_MP4 = "overlay", "overlay.mp4"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class ReplayConfig:
     uniform_group_frames: int = 32     # uniform mode's fixed group length (match codec's to equal total tokens)
     encode_fps: float = 30.0           # raw/JPEG input only: the bridge encoder's nominal rate
     encode_gop: int = 30
+    overlay: str = ""                  # "png" (OUT/overlay/NNNNNN.png) or "mp4" (OUT/overlay.mp4): answers drawn
 
 
 def pipeline_config(config: ReplayConfig, codec: str = "h264") -> Any:
@@ -102,6 +107,7 @@ def pipeline_config(config: ReplayConfig, codec: str = "h264") -> Any:
                           model=config.model, device=config.device, segment=config.segment, rerun="group",
                           max_new_tokens=config.max_new_tokens, backend=config.backend,
                           export_dir=config.export_dir, ray_address=config.ray_address, ray_app=config.ray_app,
+                          overlay=bool(config.overlay),
                           codec=codec)
 
 
@@ -119,12 +125,12 @@ def _prepare_out(out_dir: Path) -> None:
     """A fresh output folder; a previous replay's outputs there are replaced, anything else is left alone."""
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = (out_dir / RESULTS_FILE).is_file()
-    for name in (RESULTS_BAG, MASKS_DIR):
+    for name in (RESULTS_BAG, MASKS_DIR, OVERLAY_DIR, OVERLAY_MP4):
         target = out_dir / name
         if target.exists():
             if not previous:
                 raise EvalError(f"{target} exists and is not from an earlier replay; choose another --out")
-            shutil.rmtree(target)
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
     (out_dir / MASKS_DIR).mkdir()
 
 
@@ -149,8 +155,11 @@ def replay_bag(bag: str | Path, out_dir: str | Path, config: ReplayConfig, progr
     pipeline.set_query(config.query)
     _prepare_out(out_dir)
 
-    with BagWriter(out_dir / RESULTS_BAG, config.storage) as writer:
-        run = _Run(pipeline, writer, out_dir, first)
+    overlays = (OverlayWriter(out_dir / (OVERLAY_MP4 if config.overlay == "mp4" else OVERLAY_DIR), config.overlay)
+                if config.overlay else None)
+    with BagWriter(out_dir / RESULTS_BAG, config.storage) as writer, (
+            contextlib.closing(overlays) if overlays else contextlib.nullcontext()):
+        run = _Run(pipeline, writer, out_dir, first, overlays)
         aus = access_units(run.seen(itertools.chain([first], images)), config.encode_fps, config.encode_gop)
         with tqdm(aus, total=message_count(bag, config.topic), unit="msg", desc=f"replay {config.mode}",
                   disable=not progress, leave=False) as bar:
@@ -200,8 +209,9 @@ def _looks_like(data: bytes, codec: str) -> bool:
 class _Run:
     """One replay's running state: message stamps, frame stamps, closed groups and inferred windows."""
 
-    def __init__(self, pipeline: Any, writer: BagWriter, out_dir: Path, first: BagImage) -> None:
-        self.pipeline, self.out_dir = pipeline, out_dir
+    def __init__(self, pipeline: Any, writer: BagWriter, out_dir: Path, first: BagImage,
+                 overlays: OverlayWriter | None = None) -> None:
+        self.pipeline, self.out_dir, self.overlays = pipeline, out_dir, overlays
         self.message_stamps: list[int] = []
         self.stamps = FrameStamps(self.message_stamps)
         self.sink = ResultsBag(writer, first.frame_id, self.stamps)
@@ -235,6 +245,8 @@ class _Run:
                 cv2.imwrite(str(self.out_dir / MASKS_DIR / f"{frame:06d}.png"), mono)
         if result.answer is not None:
             self.sink.write_window(result.answer, job.query_text, masks)
+        if self.overlays is not None and result.overlay is not None:
+            self.overlays.add(job.source.index, result.overlay)
         window = job.window
         return WindowRecord(
             seq=job.seq, start_frame=window.start_frame, end_frame=window.end_frame, tokens=window.num_tokens,

@@ -48,6 +48,7 @@ OUTPUT_TOPICS = {
     "mask_ids": (Image, "mask/ids", 10),
     "markers": (MarkerArray, "markers", 10),
     "canvases": (Image, "debug/canvases", 2),     # only with publish_canvases
+    "overlay": (Image, "debug/overlay", 2),       # only with overlay: the answer drawn on its source frame
 }
 _ENTRY_POINT_PATIENCE = 3        # AUs without a decoded frame before "waiting for entry point" is reported
 # The query topic is subscribed twice from configure on, so the first query survives start-up (the model loads in
@@ -150,7 +151,8 @@ class Ov2Node(Node):
                                                  "hardware_id", "diagnostics_period_s", "inference_nice")}
         self._pubs = {key: self.create_lifecycle_publisher(msg_type, topic, depth)
                       for key, (msg_type, topic, depth) in OUTPUT_TOPICS.items()
-                      if key != "canvases" or self._settings["publish_canvases"]}
+                      if (key != "canvases" or self._settings["publish_canvases"])
+                      and (key != "overlay" or self.config.overlay)}
         self._diag_timer = self.create_timer(self._settings["diagnostics_period_s"], self._publish_diagnostics)
         self._query_subs = [self.create_subscription(String, "query", self._on_query, qos,
                                                      callback_group=self._query_group)
@@ -335,6 +337,9 @@ class Ov2Node(Node):
                 pubs["mask"].publish(mask)
             if ids is not None:
                 pubs["mask_ids"].publish(ids)
+        if result.overlay is not None and "overlay" in pubs:
+            source = result.job.source
+            pubs["overlay"].publish(convert.rgb_image(result.overlay, stamps.get(source.index, fallback)))
         if result.error:
             self._report("segment_error", "warn", result.error)
         if answer.errors:

@@ -39,6 +39,8 @@ _PIPELINE_HELP = {
     "segment_max_frames": "newest frames SAM2 propagates to per answer (bounds SAM2 time per answer)",
     "trim_memory": "return freed heap to the OS after each answer (glibc malloc_trim): ~30% less RSS held between "
                    "CPU answers, slower decode under load",
+    "overlay": "publish each answer drawn on its source frame (track points, waypoints, mask outline) on "
+               "debug/overlay (sensor_msgs/Image rgb8)",
 }
 _TOKENIZER_HELP = {
     "mode": "token selection: codec (bit-cost groups + MV/residual blocks), uniform or hybrid",

@@ -326,3 +326,18 @@ def test_a_latched_query_published_before_the_node_exists_arrives_once(ros, smal
     Stream(ros).play(small_clip.aus[:40])
     ros.wait_until(lambda: out["answer"], 60, "the answer to the latched query")
     assert node.pipeline._query_version == 1          # both query subscriptions matched it; it was taken once
+
+
+def test_overlay_topic_shows_the_answer_on_its_source_frame(ros, small_clip, make_runtime):
+    out = outputs(ros)
+    overlays = ros.collect(Image, "debug/overlay")
+    start_node(ros, make_runtime(), segment=False, overlay=True)
+    stream = Stream(ros)
+    send_query(ros, "track: the red square")
+    stream.play(small_clip.aus[:48])
+    ros.wait_until(lambda: overlays and out["answer"], 60, "an overlay picture")
+    img = overlays[0]
+    assert (img.encoding, img.width, img.height, img.step) == ("rgb8", 160, 120, 480)
+    assert (img.header.stamp.sec, img.header.stamp.nanosec) in stream.sent        # a source frame's stamp
+    picture = np.frombuffer(bytes(img.data), np.uint8).reshape(120, 160, 3)
+    assert picture[:12].mean() < picture[40:].mean()                              # the caption band on top
