@@ -86,6 +86,7 @@ def _open_reader(path: Path) -> Any:
     if not (path.is_dir() and (path / "metadata.yaml").is_file()):
         raise BagError(f"{path} is not a rosbag2 bag directory (no metadata.yaml); give the folder `ros2 bag record`"
                        " made, MCAP or sqlite3")
+    _check_sqlite_pages(path)
     reader = Reader(path)
     try:
         reader.open()
@@ -93,6 +94,21 @@ def _open_reader(path: Path) -> Any:
         # rosbags quotes YAML parser output over several lines; the CLI prints one
         raise BagError(f"cannot read bag {path}: {_storage_detail(path, exc)}") from exc
     return reader
+
+
+def _check_sqlite_pages(path: Path) -> None:
+    """A .db3 file is whole pages; anything else was cut short (SQLite may still read the rows before the cut, so
+    the replay would run on a silently shorter recording)."""
+    for f in sorted(path.glob("*.db3")):
+        with f.open("rb") as fh:
+            head = fh.read(18)
+        if len(head) < 18 or not head.startswith(b"SQLite format 3\x00"):
+            continue                      # rosbags names what is wrong with it
+        page = int.from_bytes(head[16:18], "big") or 65536   # 1 means 65,536
+        size = f.stat().st_size
+        if size % page:
+            raise BagError(f"cannot read bag {path}: storage file cut short ({f.name} is {size} bytes, not a whole "
+                           f"number of its {page}-byte pages)")
 
 
 def _storage_detail(path: Path, exc: BaseException) -> str:
@@ -184,10 +200,11 @@ def read_images(path: str | Path, topic: str) -> Iterator[BagImage]:
         msgtype = conns[0].msgtype
         if msgtype not in IMAGE_TYPES:
             raise BagError(f"bag {path}: topic {topic} carries {msgtype}, not one of {', '.join(IMAGE_TYPES)}")
+        expected = sum(c.msgcount for c in conns)
         store = typestore()
         msgdef = getattr(conns[0], "msgdef", None)
         register_types(store, msgtype, getattr(msgdef, "data", None) or None)
-        prev_ns, first_kind = None, None
+        prev_ns, first_kind, index = None, None, -1
         for index, (log_ns, raw) in enumerate(_messages_in_write_order(reader, conns)):
             where = f"bag {path}, topic {topic}, message {index}"
             try:
@@ -215,6 +232,9 @@ def read_images(path: str | Path, topic: str) -> Iterator[BagImage]:
             if msgtype == VIDEO and kind not in ("h264", "hevc"):
                 raise BagError(f"{where}: CompressedVideo format {msg.format!r} is not h264 or h265")
             yield BagImage(index, stamp, frame_id, kind, data=bytes(np.asarray(msg.data, np.uint8)))
+        if index + 1 < expected:
+            raise BagError(f"bag {path}, topic {topic}: {index + 1} messages read, but the bag's index lists "
+                           f"{expected} (a storage file cut short?)")
     finally:
         reader.close()
 

@@ -181,3 +181,13 @@ def test_foxglove_video_in_another_codec_is_refused(tmp_path, small_clip):
                                  frame_id="cam", format="vp9", data=np.frombuffer(au, np.uint8)), T0 + i * DT)
     with pytest.raises(BagError, match="format 'vp9'"):
         list(read_images(tmp_path / "vp9", TOPIC))
+
+
+@pytest.mark.parametrize("cut", [1, 100])
+def test_sqlite_bag_cut_short_is_refused_even_when_sqlite_reads_it(tmp_path, small_clip, cut):
+    bag = write_image_bag(tmp_path / "b", _stamps(90), small_clip.aus[:90], storage="sqlite3")
+    db = next(bag.glob("*.db3"))
+    db.write_bytes(db.read_bytes()[:-cut])
+    with pytest.raises(BagError, match=rf"storage file cut short \(b.db3 is {db.stat().st_size} bytes, not a whole "
+                                       r"number of its \d+-byte pages\)"):
+        list(read_images(bag, TOPIC))
