@@ -4,12 +4,14 @@ Decoding is memory-bound: every new token reads all language-model weights once,
 floor (``models/README.md`` section 4). ``quantize_weights(model, "int8" | "int4")`` swaps weights in place for
 torchao tensor subclasses; activations stay in the model dtype.
 
-- ``int8``: per-output-channel symmetric int8 (``Int8WeightOnlyConfig``) for every ``nn.Linear`` and
-  ``nn.Embedding``. Runs on CPU and CUDA (on CUDA, ``torch.compile`` fuses the dequantisation into the matmul;
-  eager dequantises each weight per call).
+- ``int8``: per-output-channel symmetric int8 (``Int8WeightOnlyConfig``) for every ``nn.Linear`` (language
+  model, ``lm_head``, vision tower and merger). Runs on CPU and CUDA (on CUDA, ``torch.compile`` fuses the
+  dequantisation into the matmul; eager dequantises each weight per call).
 - ``int4``: group-wise asymmetric int4 (``Int4WeightOnlyConfig``, group 128, tinygemm's tile-packed layout) for
-  the language model's ``nn.Linear`` layers and ``lm_head``; embeddings and the vision tower take int8. tinygemm
+  the language model's ``nn.Linear`` layers and ``lm_head``; the vision tower takes int8. tinygemm
   (``aten._weight_int4pack_mm``) is a CUDA kernel for bf16 on sm80+, so int4 needs such a GPU.
+The token embedding table stays in the model dtype: torchao's int8 embedding dequantises the whole table (151,936
+rows) on every lookup, which would add twice the table's bytes to every decode step to save 0.6 GB.
 """
 from __future__ import annotations
 
@@ -103,8 +105,7 @@ def quantize_weights(model: nn.Module, precision: str) -> QuantReport:
     # everything not int4 yet: int8 (a quantized weight is a subclass, so it is skipped)
 
     def int8_target(module: nn.Module, _name: str) -> bool:
-        return isinstance(module, (nn.Linear, nn.Embedding)) and type(module.weight) is nn.Parameter \
-            and type(module.weight.data) is torch.Tensor
+        return isinstance(module, nn.Linear) and type(module.weight) is nn.Parameter
 
     count += sum(1 for m in model.modules() if int8_target(m, ""))
     q.quantize_(model, q.Int8WeightOnlyConfig(set_inductor_config=False), filter_fn=int8_target)
