@@ -278,8 +278,8 @@ def load_runtime(model: str = TINY, device: str = "cpu", dtype: torch.dtype | No
                  compile_decode: bool = False, vision_cache_windows: int = 16, decode: str | None = None,
                  quantize: str | None = None) -> VlmRuntime:
     """A ready runtime. ``attn_implementation`` defaults to eager on CPU (the reference) and SDPA on CUDA;
-    ``decode``: ``eager`` / ``graph`` / ``compile`` (see the module docstring); ``quantize``: ``int8`` or ``int4``
-    weight-only (``ov2_ros.model.quantize``), or None for the checkpoint's dtype."""
+    ``decode``: ``eager`` / ``graph`` / ``compile`` (see the module docstring; int8 on CUDA defaults to ``compile``);
+    ``quantize``: ``int8`` or ``int4`` weight-only (``ov2_ros.model.quantize``), or None for the checkpoint's dtype."""
     if backend != "torch":
         raise ModelError(f"ov2_ros.model.load_runtime runs the torch backend only, not {backend!r}; exported "
                          "onnxruntime/tensorrt parts load with ov2_ros.engines.runtime.select_backend")
@@ -288,4 +288,6 @@ def load_runtime(model: str = TINY, device: str = "cpu", dtype: torch.dtype | No
     if quantize:
         from ov2_ros.model.quantize import quantize_weights
         quantize_weights(net, quantize)
+        if quantize == "int8" and torch.device(device).type == "cuda":
+            decode = decode or "compile"       # only compiled kernels fuse int8 dequantisation into the matmul
     return VlmRuntime(net, load_tokenizer(model), max_new_tokens, vision_cache_windows, compile_decode, decode)
