@@ -137,6 +137,8 @@ def hostile_au(rng: np.random.Generator, good: list[bytes], hevc: list[bytes]) -
 
 def _worker(part: str, params: dict, start: int, conn) -> None:
     """Run ``part``'s items from ``start``; report ("start", i), ("done", i, record) and ("end",)."""
+    if "torch" in sys.modules:      # inherited through fork (the suite): an OpenMP team from the parent is not
+        sys.modules["torch"].set_num_threads(1)   # fork-safe, so the child never starts a parallel region
     try:
         for i, record in PART_ITEMS[part](params, start, lambda i: conn.send(("start", i))):
             conn.send(("done", i, record))
