@@ -178,7 +178,7 @@ def publish(run: Path, dest: Path) -> Path:
     def write(tmp: Path) -> None:
         for f in (run / "model").iterdir():
             shutil.copy2(f, tmp / f.name)
-        shutil.copy2(run / "loss.png", tmp / "loss.png")
+        shutil.copy2(run / "loss.png", tmp / "loss_stage2.png")
         summary = json.loads((run / "summary.json").read_text())
         summary.pop("history", None)
         (tmp / "recipe.json").write_text(json.dumps(summary, indent=1) + "\n")
