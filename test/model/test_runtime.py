@@ -1,6 +1,7 @@
 """VlmRuntime on real codec windows: greedy static-cache decoding, the per-window vision cache, answers."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ov2_ros.model import Query
@@ -118,16 +119,12 @@ def test_generate_accepts_both_published_call_forms(runtime, windows):
     a = runtime.generate(inputs, 3, stop_at_eos=False)
     b = runtime.generate(window, inputs, 3, stop_at_eos=False)
     assert a.token_ids == b.token_ids and len(a.token_ids) == 3
-    import pytest
-
     from ov2_ros.model import ModelError
     with pytest.raises(ModelError, match="prepared from that window"):
         runtime.generate(windows[2], inputs)
 
 
 def test_other_backends_point_to_the_engine_loader():
-    import pytest
-
     from ov2_ros.model import ModelError, load_runtime
     with pytest.raises(ModelError, match="select_backend"):
         load_runtime("tiny-random", backend="onnxruntime")
@@ -251,7 +248,6 @@ def test_graph_decode_falls_back_to_eager_without_cuda(windows):
     from ov2_ros.model import load_runtime
 
     if torch.cuda.is_available():
-        import pytest
         pytest.skip("this machine has CUDA: the graph path runs (test_graph_decode_equals_eager_on_cuda)")
     eager = load_runtime("tiny-random", max_new_tokens=6, decode="eager")
     graph = load_runtime("tiny-random", max_new_tokens=6, decode="graph")
@@ -262,13 +258,11 @@ def test_graph_decode_falls_back_to_eager_without_cuda(windows):
     assert b.text == a.text
     batched = graph.answer_batch([(window, query), (windows[2], query)])
     assert batched[0].text == a.text and "CUDA" in batched[1].extra["decode_fallback"]
-    with __import__("pytest").raises(ValueError, match="decode mode"):
+    with pytest.raises(ValueError, match="decode mode"):
         load_runtime("tiny-random", decode="fast").answer(window, query)
 
 
 def test_graph_decode_equals_eager_on_cuda(windows):
-    import pytest
-
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU: CUDA-graph capture of the decode step (bench/gpu_all.sh runs it on one)")
     from ov2_ros.model import load_runtime
