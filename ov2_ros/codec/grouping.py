@@ -342,9 +342,12 @@ class ReadinessGrouper:
         return self._scan(final=False)
 
     def finish(self) -> list[int]:
-        """End of stream. A tail of fewer than ``min_frames`` is dropped, as the official tool drops it (a clip of
-        fewer sampled frames gives no group at all, as there)."""
+        """End of stream. A tail of fewer than ``min_frames`` is dropped, unless no group was made yet (so a short
+        clip still gives one; the official tool would give none)."""
         out = self._scan(final=True)
+        if self.open and self.groups == 0:
+            out.append(len(self.open))
+            self.groups += 1
         self.open = []
         self._restart()
         return out

@@ -535,9 +535,6 @@ def tokenize_file(path, config: TokenizerConfig = TokenizerConfig(), canvases: i
         if progress is not None:
             progress(1)
     groups += tok.flush()
-    if not groups and tok.official and tok.frames_seen:
-        raise VideoFileError(f"{path}: fewer sampled frames than a group's {config.min_group_frames} "
-                             f"({tok.frames_seen} frames decoded): the release drops such a tail, so there is no group")
     if not groups:
         raise VideoFileError(f"{path}: no decodable frames")
     for g in groups:

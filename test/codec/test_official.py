@@ -79,7 +79,7 @@ def test_groups_close_on_low_gain_and_never_exceed_max():
 
 def test_tail_of_fewer_than_min_frames_is_dropped():
     assert readiness_groups(_frames(FADING[:40]), SMALL, threshold=1.0)[-1] == (27, 36)   # 36..39 (4 < 8) dropped
-    assert readiness_groups(_frames(FADING[:5]), SMALL, threshold=1.0) == []         # so does a clip that short
+    assert readiness_groups(_frames(FADING[:5]), SMALL, threshold=1.0) == [(0, 5)]   # a short clip still gives one
 
 
 def test_growing_content_keeps_a_group_open_and_leftovers_restart():
@@ -102,7 +102,7 @@ def test_online_grouper_equals_offline_with_the_same_threshold():
     assert [(int(e - n), int(e)) for n, e in zip(lengths, ends)] == readiness_groups(blocks, SMALL)
     running = ReadinessGrouper(SMALL)               # live: running threshold estimate, still 8..64 frames
     lengths = [n for b in blocks for n in running.push(b)] + running.finish()
-    assert lengths and all(8 <= n <= 64 for n in lengths) and sum(lengths) <= 120
+    assert all(8 <= n <= 64 for n in lengths) and sum(lengths) <= 120
 
 
 def test_topk_blocks_best_overall_in_t_r_c_order():
@@ -163,7 +163,7 @@ def test_live_official_groups_of_sampled_frames(clip):
         assert i_canvas.kind == "I" and set(i_canvas.frames.tolist()) == {g.start_frame}
         assert g.start_frame in take and len(g.frame_bits) == g.num_frames
         members = [t for t in take if g.start_frame <= t < g.end_frame]
-        assert 8 <= len(members) <= 64
+        assert 8 <= len(members) <= 64 or len(groups) == 1
         for c in p:                                   # only sampled frames, (t, row, col) order, no padding canvas
             pos = c.positions[::4]
             real = pos[pos[:, 0] >= 0]
@@ -215,14 +215,3 @@ def test_au_size_scales_a_frames_blocks(clip):
     est.observe(10**7, key_frame=True)                                                  # keyframes do not count
     np.testing.assert_allclose(est.score(f.luma, prev.luma, f.mvs, bits=16000), plain * 16 ** est.config.au_scale,
                                rtol=1e-4)
-
-
-def test_a_clip_shorter_than_a_group_gives_none(clip, tmp_path):
-    """Fewer sampled frames than min_group_frames: no group, as the release (live: no window; a file: a clear error)."""
-    from ov2_ros.codec.errors import VideoFileError
-
-    assert _run(clip.aus[:20], TokenizerConfig(sample_fps=10.0)) == []      # 7 sampled frames
-    path = tmp_path / "short.h264"
-    path.write_bytes(b"".join(clip.aus[:6]))
-    with pytest.raises(VideoFileError, match="sampled frames"):
-        tokenize_file(path, TokenizerConfig(), canvases=8)
