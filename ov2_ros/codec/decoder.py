@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import av
 import numpy as np
+from av.sidedata.sidedata import SideDataContainer
 
 from ov2_ros.codec.errors import BitstreamError, CodecError, DecodeError
 from ov2_ros.codec.nal import (
@@ -70,8 +71,12 @@ def luma_view(frame: av.VideoFrame) -> np.ndarray:
 
 
 def motion_vectors(frame: av.VideoFrame) -> np.ndarray:
-    """The frame's exported MVs as a structured array (copied out of the side data), empty when there are none."""
-    side = frame.side_data.get("MOTION_VECTORS")
+    """The frame's exported MVs as a structured array (copied out of the side data), empty when there are none.
+
+    Read through a container of our own: ``frame.side_data`` caches its container on the frame, and the container
+    points back at the frame, a cycle that kept every decoded picture (3 MB at 1080p) alive until a full cyclic GC
+    (bench/fuzz.py: RSS +12.5% over 600 episodes without ``gc.collect()``, +2% with it)."""
+    side = SideDataContainer(frame).get("MOTION_VECTORS")
     if side is None:
         return EMPTY_MVS
     mvs = side.to_ndarray()
