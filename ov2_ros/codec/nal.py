@@ -1,6 +1,13 @@
 """Annex-B / NAL-unit layer for H.264 (and the cheap parts of HEVC): splitting, access-unit reassembly, SPS parsing,
 entry-point gating and validation. Pure Python: no decoder involved, so it can judge bytes before FFmpeg sees them.
 
+FFmpeg parses every parameter set again for decoding; the hand-written SPS parsing here is kept only for the gate:
+the parameter-set ids it caches by, and a bounded read up to the cropping window (every syntax element's spec range
+enforced, the level size limits included) so a corrupt or hostile SPS is refused before it is cached, prepended to
+later IDRs or allowed to size FFmpeg's frame pools. VUI and everything after cropping are never read. The decoder no
+longer drains and restarts on an SPS size change (FFmpeg re-initialises itself), so ``EntryGate.sps_resolution`` is
+information only.
+
 Terms: a *NAL* here is the NAL unit payload without its start code (header byte(s) first); an *access unit* (AU) is
 the Annex-B bytes of one picture, start codes included, exactly as carried by one ROS message or one demuxed packet.
 """
