@@ -17,8 +17,10 @@ from ov2_ros.model import Query
 
 @pytest.fixture(scope="module")
 def windows(small_clip):
-    """Codec windows (8 canvases) streamed from the 160x120 real-H.264 clip, one per closed group."""
-    tok = CodecTokenizer(TokenizerConfig(window_canvases=8, min_group_frames=8, max_group_frames=32),
+    """Codec windows (8 canvases) streamed from the 160x120 real-H.264 clip, one per closed group. The seed
+    structure (every frame, 4 canvases per group) gives this 120-frame clip enough windows to export and compare."""
+    tok = CodecTokenizer(TokenizerConfig(structure="seed", window_canvases=8, min_group_frames=8,
+                                         max_group_frames=32),
                          fps=small_clip.fps)
     out = [tok.window() for i, au in enumerate(small_clip.aus) if tok.push(au, stamp=i)]
     return out + ([tok.window()] if tok.flush() else [])
