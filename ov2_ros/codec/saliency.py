@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ov2_ros.codec.packing import CanvasGrid
+from ov2_ros.errors import ConfigError
 
 MV_CELL = 16  # one macroblock: H.264 partitions (16x16 down to 8x8) never straddle one, so an MV's centre names its
               # cell; the smaller partitions of one macroblock are averaged (finer than the 7-px analysis patches)
@@ -257,10 +258,20 @@ class SaliencyScorer:
 @dataclass(frozen=True)
 class BitCostConfig:
     """Weights of the per-macroblock estimate ``log1p(residual) + intra x [intra MB] + mvd x log2(1 + |MV - MV of
-    the neighbours|)``; measured against the official maps by ``bench/fidelity.py`` (per-frame Spearman)."""
+    the neighbours|)``; measured against the official maps by ``bench/fidelity.py`` (per-frame Spearman).
+
+    Measured and left out (median per-frame Spearman, bikes.mp4 / moving 720p, against 0.59 / 0.54 for this
+    estimate): bits counted the way the entropy coder spends them (4x4 DCT of the full-size residual quantised with
+    each macroblock's QP from FFmpeg's ``venc_params`` side data, nonzero levels + log2 magnitudes) 0.41-0.44 /
+    0.54; plus MV bits per partition against H.264's median predictor 0.43 / 0.44; the RMS residual divided by the
+    QP step +0.00; a macroblock's cost spilled onto the next one in raster order (CABAC emits bytes late) +0.01 on
+    bikes but -0.12 on event s0; the last non-B frame as reference (bikes' B-frames) -0.01 (mean +0.01). The tool's
+    maps count whole CABAC bytes, so most skipped macroblocks read 0 and one in a few reads 8 bits, where the
+    pixels give nothing to rank by: that noise, not the residual, caps the Spearman on panning clips."""
 
     intra: float = 2.0          # a macroblock without MVs in a P/B frame is intra-coded: it costs many bits
-    mvd: float = 0.3            # bench/fidelity.py: +0.05 median Spearman on bikes.mp4, neutral on the synthetic clips
+    mvd: float = 0.6            # bench/fidelity.py, median per-frame Spearman on bikes.mp4: 0.54 (0), 0.59 (0.3), 0.61
+                                # (0.6), 0.63 (1.0); the synthetic clips are flat to 0.6 and lose 0.03 (event s0) at 1.0
     residual_noise: float = 0.0  # grey levels of |luma - prediction| that cost nothing; 0: skip blocks are the
                                  # macroblocks predicted exactly (x264 codes a one-level change, and it costs bits)
     rms: bool = True            # root-mean-square residual per macroblock (a few large coefficients cost more
@@ -272,6 +283,11 @@ class BitCostConfig:
     # 0.25 on the objects' onset in bench/tokenizer.py's moving 720p clip loses its patches (event recall drops).
     au_scale: float = 0.15
     au_ema: float = 0.05        # smoothing of the running (geometric mean) bits per non-key frame
+    # Analysis size: 1 is the source resolution; None halves it from 480 lines. Full size by measurement
+    # (bench/fidelity.py, median / mean / p10 per-frame Spearman): on the panning 720p clip half size gives
+    # 0.53 / 0.43 / -0.17 and full size 0.53 / 0.57 / 0.36: a 9-px pan is 4.5 px at half size, whose bilinear warp
+    # leaves texture in the residual of macroblocks x264 skips.
+    shrink: int | None = 1
 
 
 class MacroblockMap:
@@ -309,32 +325,42 @@ class _Size:
         self.height, self.width = height, width
 
 
-MIN_ANALYSIS_LINES = 240     # the estimate works at half size while this many lines remain
+MIN_ANALYSIS_LINES = 240     # the estimate works at half size while this many lines remain (BitCostConfig.shrink None)
 
 
 class BitCostEstimator:
     """Estimated official block scores of one source size on one canvas grid.
 
     ``score(luma, reference, mvs, intra_frame)``: full-resolution Y planes of the frame and of the frame decoded
-    before it (its usual reference; None at stream start) -> (block_rows, block_cols) float32. Works at half the
-    source resolution from 480 lines (a macroblock is then 8 px; the warp is 4x cheaper). Measured against the tool's
-    maps (median / p10 Spearman over frames): 1080p full 0.51 / 0.39, half 0.45 / -0.11, quarter 0.17 / -0.18;
-    720p full 0.54 / 0.36, half 0.54 / -0.18, quarter 0.20. Full size would cost 2-4x more per sampled frame.
+    before it (its usual reference; None at stream start) -> (block_rows, block_cols) float32. Works at
+    ``BitCostConfig.shrink`` (default: source size). Measured against the tool's maps (median / mean / p10 per-frame
+    Spearman): 1080p full 0.51 / 0.54 / 0.41, half 0.47 / 0.34 / -0.13, quarter 0.17 / - / -0.18; 720p full
+    0.54 / 0.57 / 0.38, half 0.54 / 0.43 / -0.17. Full size costs ~10 ms per sampled 1080p frame (half: ~3).
     """
 
     def __init__(self, src_height: int, src_width: int, grid: CanvasGrid, config: BitCostConfig = BitCostConfig()):
         import cv2
 
         self.config, self._cv2 = config, cv2
-        self.shrink = 2 if min(src_height, src_width) // 2 >= MIN_ANALYSIS_LINES else 1
+        if config.shrink is not None and config.shrink not in (1, 2, 4):
+            raise ConfigError(f"BitCostConfig.shrink must be 1, 2, 4 or None, got {config.shrink!r}")
+        auto = 2 if min(src_height, src_width) // 2 >= MIN_ANALYSIS_LINES else 1
+        self.shrink = auto if config.shrink is None else config.shrink
         self.size = (src_height // self.shrink, src_width // self.shrink)
         self.map = MacroblockMap(src_height, src_width, grid)
         self.motion = MotionField(src_height, src_width, _Size(*self.size), magnitude_scale=1.0)
-        h, w = self.size
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        self._base = np.stack([gx, gy], axis=-1)
         cell = MV_CELL // self.shrink
-        self._padded = (self.map.mb_rows * cell, self.map.mb_cols * cell)
+        rows, cols = self.map.mb_rows, self.map.mb_cols
+        self._padded = (rows * cell, cols * cell)
+        # the warp's sampling maps laid out (mb_rows, cell, padded width): each macroblock row's flow, repeated
+        # along x, is added in one broadcast over the cell's lines (a map made by resizing or repeating the cell
+        # flow to full size cost 3-4x more at 1080p)
+        self._cell = cell
+        self._base_x = np.broadcast_to(np.arange(cols * cell, dtype=np.float32), (rows, cell, cols * cell))
+        self._base_y = np.broadcast_to(np.arange(rows * cell, dtype=np.float32).reshape(rows, cell, 1),
+                                       (rows, cell, cols * cell))
+        self._map_x = np.empty((rows, cell, cols * cell), np.float32)
+        self._map_y = np.empty_like(self._map_x)
         self._log_rate: float | None = None
         self._last: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -358,14 +384,34 @@ class BitCostEstimator:
         return out
 
     def _mb_mean(self, image: np.ndarray) -> np.ndarray:
-        """(h, w) -> (mb_rows, mb_cols) mean over each macroblock (edge macroblocks: over their pixels)."""
+        """(h, w) -> (mb_rows, mb_cols) float32 mean over each macroblock. A partial bottom row of macroblocks (1080
+        lines) is averaged over its lines, without padding the whole plane; other edges are padded by replication."""
         cv2 = self._cv2
         ph, pw = self._padded
         h, w = image.shape
-        if (h, w) != (ph, pw):
+        rows, cols = self.map.mb_rows, self.map.mb_cols
+        image = image.astype(np.float32, copy=False)
+        if w != pw:
             image = cv2.copyMakeBorder(image, 0, ph - h, 0, pw - w, cv2.BORDER_REPLICATE)
-        return cv2.resize(image.astype(np.float32, copy=False), (self.map.mb_cols, self.map.mb_rows),
-                          interpolation=cv2.INTER_AREA)
+        elif h != ph:
+            full = (rows - 1) * self._cell
+            out = np.empty((rows, cols), np.float32)
+            out[:-1] = cv2.resize(image[:full], (cols, rows - 1), interpolation=cv2.INTER_AREA)
+            out[-1] = cv2.resize(image[full:], (cols, 1), interpolation=cv2.INTER_AREA)[0]
+            return out
+        return cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA)
+
+    def warp(self, ref: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """Motion-compensated prediction (h, w) uint8 from the reference plane at analysis size and the
+        (mb_rows, mb_cols, 2) macroblock flow in analysis px (each macroblock's mean past-reference MV), bilinear."""
+        cv2 = self._cv2
+        along_x = np.repeat(flow, self._cell, axis=1)                      # (mb_rows, padded width, 2)
+        np.add(self._base_x, along_x[:, None, :, 0], out=self._map_x)
+        np.add(self._base_y, along_x[:, None, :, 1], out=self._map_y)
+        h, w = ref.shape
+        ph, pw = self._padded
+        map_x, map_y = self._map_x.reshape(ph, pw)[:h, :w], self._map_y.reshape(ph, pw)[:h, :w]
+        return cv2.remap(ref, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def log_bits(self, luma: np.ndarray, reference: np.ndarray | None, mvs: np.ndarray | None,
                  intra_frame: bool) -> np.ndarray:
@@ -378,14 +424,10 @@ class BitCostEstimator:
             grad = cv2.absdiff(cur[:, 1:], cur[:, :-1])
             return np.log1p(self._mb_mean(cv2.copyMakeBorder(grad, 0, 0, 0, 1, cv2.BORDER_REPLICATE)))
         flow, _ = self.motion.cell_fields(mvs)
-        pred = ref
-        if flow.any():
-            pred = cv2.remap(ref, self._base + self.motion.sample(flow), None, cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
+        pred = self.warp(ref, flow) if flow.any() else ref
         diff = cv2.absdiff(cur, pred)
         if cfg.rms:
-            diff = diff.astype(np.float32)
-            residual = np.sqrt(self._mb_mean(diff * diff))
+            residual = np.sqrt(self._mb_mean(cv2.multiply(diff, diff, dtype=cv2.CV_32F)))
         else:
             residual = self._mb_mean(diff)
         residual = np.maximum(residual - cfg.residual_noise, 0.0)

@@ -20,7 +20,7 @@ from ov2_ros.codec.grouping import (BitCostGrouper, Boundary, FixedGrouper, Grou
                                     ReadinessConfig, ReadinessGrouper, readiness_threshold)
 from ov2_ros.codec.packing import CanvasGrid, canvas_yuv, resize_plane
 from ov2_ros.codec.sampling import RateSampler, SetSampler
-from ov2_ros.codec.saliency import BitCostEstimator, SaliencyConfig, SaliencyScorer
+from ov2_ros.codec.saliency import BitCostConfig, BitCostEstimator, SaliencyConfig, SaliencyScorer
 from ov2_ros.codec.selection import FrameRecord, codec_canvases, official_canvases
 from ov2_ros.codec.types import DecodedFrame, FrameGroup, TokenizerConfig
 from ov2_ros.codec.uniform import hybrid_canvases, uniform_canvases
@@ -308,7 +308,8 @@ class CodecTokenizer:
         self.grouper.reset()
         if self.official:
             self._readiness = ReadinessGrouper(self._readiness_config())
-            self._estimator = (BitCostEstimator(size[0], size[1], self._grid) if cfg.scorer == "bitcost" else None)
+            self._estimator = (None if cfg.scorer == "saliency" else BitCostEstimator(
+                size[0], size[1], self._grid, BitCostConfig(shrink=None if cfg.scorer == "bitcost_half" else 1)))
             self._prev_full = None
             self.sampler.reset()
 

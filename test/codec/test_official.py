@@ -10,7 +10,7 @@ from ov2_ros.codec.grouping import ReadinessConfig, ReadinessGrouper, readiness_
 from ov2_ros.codec.packing import CanvasGrid
 from ov2_ros.codec.sampling import RateSampler, SetSampler, dedup_refill, official_frame_ids, shift_off_keyframes, \
     uniform_count
-from ov2_ros.codec.saliency import BitCostEstimator, MacroblockMap, normalise_log_bits
+from ov2_ros.codec.saliency import BitCostConfig, BitCostEstimator, MacroblockMap, normalise_log_bits
 from ov2_ros.codec.selection import topk_blocks
 from ov2_ros.codec.tokenizer import CodecTokenizer, tokenize_file
 from ov2_ros.codec.types import TokenizerConfig
@@ -195,6 +195,8 @@ def test_bad_structure_config():
     with pytest.raises(ConfigError):
         TokenizerConfig(structure="mine")
     with pytest.raises(ConfigError):
+        TokenizerConfig(scorer="bits")
+    with pytest.raises(ConfigError):
         TokenizerConfig(sample_fps=-1)
 
 
@@ -215,3 +217,109 @@ def test_au_size_scales_a_frames_blocks(clip):
     est.observe(10**7, key_frame=True)                                                  # keyframes do not count
     np.testing.assert_allclose(est.score(f.luma, prev.luma, f.mvs, bits=16000), plain * 16 ** est.config.au_scale,
                                rtol=1e-4)
+
+
+def _pan_clip(width: int, height: int, frames: int = 12, pan: int = 5):
+    """A real libx264 clip: a textured background panning ``pan`` px per frame (x264 codes it as skipped or
+    MV-only macroblocks) and a bright square that moves against it and changes shade (it costs residual bits)."""
+    from ov2_ros.codec.decoder import StreamDecoder
+    from ov2_ros.codec.synth import encode_frames
+
+    rng = np.random.default_rng(3)
+    texture = rng.integers(0, 256, (height // 4 + 1, (width + pan * frames) // 4 + 1), dtype=np.uint8)
+    texture = np.kron(texture, np.ones((4, 4), np.uint8))          # 4-px texels: sharp, cheap to predict exactly
+    rgbs = []
+    for t in range(frames):
+        y = texture[:height, pan * t:pan * t + width].copy()
+        y[40:72, 40 + 3 * t:72 + 3 * t] = 120 + 9 * t
+        rgbs.append(np.repeat(y[..., None], 3, axis=2))
+    dec = StreamDecoder("h264")
+    return [f for au in encode_frames(rgbs, gop=60) for f in dec.decode(au)] + dec.flush()
+
+
+def test_bitcost_full_size_ranks_a_pan_below_the_moving_object():
+    """On a panning clip the full-size estimate gives the pan's macroblocks (predicted exactly by their MVs, which
+    x264 skips or codes without residual) the lowest scores and the square the highest; at half size the 2.5-px
+    half-size shift is interpolated, which leaves texture in the residual, so the background scores far higher there."""
+    frames = _pan_clip(192, 160)
+    h, w = frames[0].height, frames[0].width
+    grid = CanvasGrid.for_source(h, w)
+    full = BitCostEstimator(h, w, grid, BitCostConfig())
+    half = BitCostEstimator(h, w, grid, BitCostConfig(shrink=2))
+    f, prev = frames[6], frames[5]
+    assert f.pict_type == "P" and len(f.mvs)
+    est_full = full.log_bits(f.luma, prev.luma, f.mvs, False)
+    est_half = half.log_bits(f.luma, prev.luma, f.mvs, False)
+    square = np.zeros_like(est_full, bool)
+    square[2:5, 3:7] = True                              # macroblocks the square covers at frame 6 (x 58-90, y 40-72)
+    background = ~square
+    background[:, -2:] = False                           # the right edge has no reference pixels to pan from
+    assert np.median(est_full[background]) < 0.5 * np.median(est_half[background])
+    assert est_full[square].max() > np.percentile(est_full[background], 90)
+    assert np.argmax(est_full) in np.flatnonzero(square)
+
+
+def test_bitcost_skip_macroblocks_score_lowest(clip):
+    """In the real event clip, inter macroblocks with zero MV and an unchanged picture (what x264 skips) get the
+    frame's lowest estimate, and the others more."""
+    from ov2_ros.codec.decoder import StreamDecoder
+
+    dec = StreamDecoder("h264")
+    frames = [f for au in clip.aus for f in dec.decode(au)] + dec.flush()
+    h, w = frames[0].height, frames[0].width
+    est = BitCostEstimator(h, w, CanvasGrid.for_source(h, w))
+    s, _ = clip.events[0]
+    f, prev = frames[s + 5], frames[s + 4]
+    lb = est.log_bits(f.luma, prev.luma, f.mvs, False)
+    same = (f.luma.astype(np.int16) == prev.luma).reshape(h // 16, 16, w // 16, 16).all(axis=(1, 3))
+    moved, inter = np.zeros_like(same), np.zeros_like(same)
+    inter[f.mvs["dst_y"] // 16, f.mvs["dst_x"] // 16] = True        # intra macroblocks have no MV, and cost bits
+    mv = f.mvs[(f.mvs["motion_x"] != 0) | (f.mvs["motion_y"] != 0)]
+    moved[mv["dst_y"] // 16, mv["dst_x"] // 16] = True
+    skip = same & inter & ~moved
+    assert skip.any() and (~skip).any()
+    assert lb[skip].max() <= lb.min() + 1e-6
+    assert np.median(lb[~skip]) > lb[skip].max()
+
+
+def test_bitcost_warp_and_macroblock_means_match_the_plain_computation():
+    """The fast warp (each macroblock's flow broadcast over its lines) equals cv2.remap over the per-pixel flow
+    field, and macroblock means over a partial bottom row (a height that is no multiple of 16, as 1080p) average
+    that row's own lines, at full and half size, on a real libx264 frame."""
+    import cv2
+
+    frames = _pan_clip(160, 136)                         # 136 lines: 8.5 macroblock rows
+    h, w = frames[0].height, frames[0].width
+    f, prev = frames[4], frames[3]
+    for shrink in (1, 2):
+        est = BitCostEstimator(h, w, CanvasGrid.for_source(h, w), BitCostConfig(shrink=shrink))
+        ref = est._analysis(prev.luma)
+        flow, _ = est.motion.cell_fields(f.mvs)
+        assert np.abs(flow).max() > 0
+        gh, gw = ref.shape
+        gx, gy = np.meshgrid(np.arange(gw, dtype=np.float32), np.arange(gh, dtype=np.float32))
+        plain = cv2.remap(ref, np.stack([gx, gy], -1) + est.motion.sample(flow), None, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+        np.testing.assert_array_equal(est.warp(ref, flow), plain)
+        image = ref.astype(np.float32)
+        means = est._mb_mean(image)
+        cell = 16 // shrink
+        assert means.shape == (est.map.mb_rows, est.map.mb_cols)
+        np.testing.assert_allclose(means[-1, 2], image[(est.map.mb_rows - 1) * cell:, 2 * cell:3 * cell].mean(),
+                                   rtol=1e-4)
+        np.testing.assert_allclose(means[1, 1], image[cell:2 * cell, cell:2 * cell].mean(), rtol=1e-4)
+
+
+def test_bitcost_config_shrink_is_checked():
+    with pytest.raises(ConfigError):
+        BitCostEstimator(64, 64, CanvasGrid.for_source(64, 64), BitCostConfig(shrink=3))
+
+
+def test_bitcost_half_scorer_builds_groups_at_half_size(clip):
+    """``scorer="bitcost_half"`` is the cheaper estimate (half size from 480 lines); it builds the same structure."""
+    groups = {}
+    for scorer in ("bitcost", "bitcost_half"):
+        tok = CodecTokenizer(TokenizerConfig(sample_fps=10.0, scorer=scorer), fps=30.0)
+        groups[scorer] = [g for au in clip.aus for g in tok.push(au)] + tok.flush()
+        assert tok._estimator.config.shrink == (None if scorer == "bitcost_half" else 1)
+    assert groups["bitcost_half"] and len(groups["bitcost_half"]) == len(groups["bitcost"])
