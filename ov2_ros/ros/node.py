@@ -154,9 +154,12 @@ class Ov2Node(Node):
                       if (key != "canvases" or self._settings["publish_canvases"])
                       and (key != "overlay" or self.config.overlay)}
         self._diag_timer = self.create_timer(self._settings["diagnostics_period_s"], self._publish_diagnostics)
+        # a volatile publisher cannot match the latched subscription (the volatile one takes its messages), so
+        # rclpy's "incompatible QoS" warning for it is expected: a handler of our own replaces the default log
+        quiet = SubscriptionEventCallbacks(incompatible_qos=lambda info: None)
         self._query_subs = [self.create_subscription(String, "query", self._on_query, qos,
-                                                     callback_group=self._query_group)
-                            for qos in (QUERY_QOS, LATCHED_QUERY_QOS)]
+                                                     callback_group=self._query_group, event_callbacks=events)
+                            for qos, events in ((QUERY_QOS, None), (LATCHED_QUERY_QOS, quiet))]
         self.get_logger().info(f"configured: model={self.config.model} device={self.config.device} "
                                f"backend={self.config.backend} "
                                f"mode={self.config.tokenizer.mode} default_task={self.config.default_task}")
@@ -282,7 +285,8 @@ class Ov2Node(Node):
         self._report("transport_lost", "warn", f"{self.transport_lost} access units lost in transport before "
                                                "decode (raise qos_depth or lower the load)")
 
-    def _on_query(self, msg: String, info: Any = None) -> None:
+    def _on_query(self, msg: String, info: Any) -> None:
+        """Two parameters, so rclpy passes the MessageInfo (publisher gid, sequence number) the dedup needs."""
         pipeline = self.pipeline
         if pipeline is None or self._seen_before(info):
             return

@@ -319,13 +319,18 @@ def test_a_latched_query_published_before_the_node_exists_arrives_once(ros, smal
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    ros.publisher(String, "query", latched).publish(String(data="ask: what happens"))   # no node yet
+    pub = ros.publisher(String, "query", latched)
+    pub.publish(String(data="ask: what happens"))     # no node yet
     out = outputs(ros)
     node = start_node(ros, make_runtime(), segment=False)
     ros.wait_until(lambda: node.pipeline.query is not None, 10, "the latched query")
     Stream(ros).play(small_clip.aus[:40])
     ros.wait_until(lambda: out["answer"], 60, "the answer to the latched query")
-    assert node.pipeline._query_version == 1          # both query subscriptions matched it; it was taken once
+    assert node.pipeline._query_version == 1
+    pub.publish(String(data="ask: and now?"))         # reaches both subscriptions now: taken once
+    ros.wait_until(lambda: node.pipeline.query.text == "and now?", 10, "the second latched query")
+    time.sleep(0.5)                                   # let a duplicate, if any, arrive (none may)
+    assert node.pipeline._query_version == 2
 
 
 def test_overlay_topic_shows_the_answer_on_its_source_frame(ros, small_clip, make_runtime):
