@@ -22,14 +22,15 @@ def test_replay_covers_every_frame_and_window(codec_replay, small_clip, stamps):
     results, out = codec_replay
     assert results.num_frames == small_clip.num_frames
     assert results.frame_stamps_ns == tuple(stamps(small_clip.num_frames))
-    # groups tile the stream; one window per group (offline replay drops none)
+    # groups are contiguous; one window per group (offline replay drops none). The official structure samples off
+    # the keyframe and drops a tail shorter than min_group_frames sampled frames, as the release does.
     bounds = [(g.start_frame, g.end_frame) for g in results.groups]
-    assert bounds[0][0] == 0 and bounds[-1][1] == small_clip.num_frames
+    assert 0 <= bounds[0][0] <= 8 and bounds[-1][1] <= small_clip.num_frames
     assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
     assert len(results.windows) == len(results.groups) and results.stats["windows_dropped"] == 0
     assert all(w.answer is not None and w.error is None for w in results.windows)
     assert all(0 < w.canvases <= 8 and w.tokens > 0 and w.latency_s > 0 for w in results.windows)
-    assert results.windows[-1].end_frame == small_clip.num_frames
+    assert results.windows[-1].end_frame == bounds[-1][1]
     # the codec mode spends tokens on the moving square (frames 30-59) rather than the static start
     selected = set(results.selected_frames)
     assert len(selected & set(range(30, 60))) > len(selected & set(range(62, 90)))
