@@ -1,7 +1,10 @@
 """``ov2-ros demo``: the whole node in one process, on a real H.264 clip, recorded to an MCAP bag.
 
-A player publishes a libx264 clip (``ov2_ros.codec.synth``: a red square appears, moves, stops; a scene cut) as
-CompressedImage at real time, a query goes out, ``ov2_node`` answers, and every topic is recorded with ``rosbags``.
+A player publishes a libx264 clip as CompressedImage at real time, a query goes out, ``ov2_node`` answers, and every
+topic is recorded with ``rosbags``. By default the models are the shipped toys (``ov2-toy`` + ``sam2-toy``, trained
+by ``make train-toy`` on synthetic named-shape scenes) and the clip is a held-out scene of that kind
+(``ov2_ros.codec.synth.make_scene``: a red square and a blue circle that move, stop and occlude), so the answers are
+real perception; ``--model tiny-random`` plays the scripted event clip through random weights (plumbing only).
 """
 from __future__ import annotations
 
@@ -21,15 +24,23 @@ For real answers pass a checkpoint: --model lmms-lab-encoder/LLaVA-OneVision-2-8
 (or a local folder with config.json + safetensors; see models/README.md)."""
 
 
+DEMO_SCENE = 100_003                    # a held-out seed (ov2_ros.train.toy.HELD_OUT): never trained on
+DEMO_OBJECTS = ("the blue circle", "the red square")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
-    parser.add_argument("--model", default="tiny-random", help="tiny-random (default), an HF id or a local folder")
+    parser.add_argument("--model", default="ov2-toy",
+                        help="ov2-toy (default: the shipped toy model), tiny-random, an HF id or a local folder")
+    parser.add_argument("--segment-model", default="sam2-toy",
+                        help="SAM2 model: sam2-toy (default), tiny-random, facebook/sam2.1-hiera-tiny or a folder")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--query", default="track: the red square", help='query with task prefix')
-    parser.add_argument("--loops", type=int, default=2, help="times the 4 s clip is played (default 2)")
+    parser.add_argument("--loops", type=int, default=2, help="times the clip is played (default 2)")
     parser.add_argument("--size", default="320x240", help="clip size WxH (default 320x240)")
     parser.add_argument("--no-segment", action="store_true", help="skip SAM2 masks")
-    parser.add_argument("--canvases", type=int, default=8, help="window budget in canvases (default 8 = 2 groups)")
+    parser.add_argument("--canvases", type=int, default=None,
+                        help="window budget in canvases (default: the model's recorded setting; 8 for tiny-random)")
 
 
 def _topics():
@@ -53,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from ov2_ros.codec.synth import make_event_clip
+    from ov2_ros.codec.synth import make_event_clip, make_scene
     from ov2_ros.errors import ConfigError
     from ov2_ros.eval.bags import BagWriter
     from ov2_ros.ros.node import Ov2Node
@@ -67,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "tiny-random":
         print(TINY_NOTICE, flush=True)
     t_start = time.monotonic()
-    clip = make_event_clip(width, height)
+    clip = make_event_clip(width, height) if args.model == "tiny-random" else \
+        make_scene(DEMO_SCENE, width, height, names=DEMO_OBJECTS)
     aus = list(clip.aus) * max(1, args.loops)
     args.out.mkdir(parents=True, exist_ok=True)
     bag_path = args.out / "ov2_demo_bag"
@@ -85,11 +97,14 @@ def run(args: argparse.Namespace) -> int:
         with BagWriter(bag_path, "mcap") as writer:
             recorder = TopicRecorder(helper, writer, _topics())
             print(f"loading {args.model} on {args.device} ...", flush=True)
-            node = Ov2Node(parameter_overrides=[
-                Parameter("model", value=args.model), Parameter("device", value=args.device),
-                Parameter("segment", value=not args.no_segment), Parameter("max_new_tokens", value=24),
-                # a 2-group window keeps answers coming on a CPU; a GPU runs the default 32-canvas window
-                Parameter("tokenizer.window_canvases", value=args.canvases)])
+            overrides = [Parameter("model", value=args.model), Parameter("device", value=args.device),
+                         Parameter("segment", value=not args.no_segment),
+                         Parameter("segment_model", value=args.segment_model),
+                         Parameter("max_new_tokens", value=24 if args.model == "tiny-random" else 128)]
+            canvases = args.canvases or (8 if args.model == "tiny-random" else None)
+            if canvases:   # a 2-group window keeps random-weight answers coming on a CPU; ov2-toy records its own
+                overrides.append(Parameter("tokenizer.window_canvases", value=canvases))
+            node = Ov2Node(parameter_overrides=overrides)
             executor.add_node(node)
             if node.state != "active":
                 print(f"ov2_node is {node.state}, not active; see the log above and /diagnostics in the bag")
@@ -151,6 +166,11 @@ def _summary(counts: dict, status: tuple, bag_path: Path, args, elapsed: float) 
     if last:
         print(f"\nlast answer (read back from the bag): task={last['task']} text={last['text'][:80]!r} "
               f"window frames {last['window']['start_frame']}-{last['window']['end_frame']}")
+        tracks = last["result"].get("tracks") or last["result"].get("points") or []
+        if tracks:
+            print("  parsed: " + "; ".join(f"frame {p['frame']} ({p['x']:.0f}, {p['y']:.0f}) px" for p in tracks[:6]))
+            print(f"  {counts.get('/tracking/points', 0)} PointStamped on /tracking/points at the frames' source "
+                  f"stamps, {counts.get('/mask', 0)} masks on /mask, {counts.get('/markers', 0)} MarkerArrays")
     print(f"\nbag: {bag_path} (MCAP; open with Foxglove or `rosbags` / `ros2 bag info`)")
     print(f"summary: {args.out / 'summary.json'}   ({elapsed:.1f} s)")
     if args.model == "tiny-random":

@@ -34,6 +34,8 @@ def add_replay_arguments(parser: Any, query_required: bool) -> None:
     parser.add_argument("--export-dir", default="", metavar="DIR",
                         help="the folder `ov2-ros export --parts vision,decoder` wrote for --model")
     parser.add_argument("--no-segment", action="store_true", help="skip SAM2 masks for track/point answers")
+    parser.add_argument("--segment-model", default="tiny-random",
+                        help="SAM2 model: tiny-random, sam2-toy, facebook/sam2.1-hiera-tiny or a folder")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="results bag storage")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -58,7 +60,8 @@ def replay_config(args: argparse.Namespace, mode: str, query: str):
 
         raise ConfigError(f"--canvases must be a positive multiple of 4 (groups of 1 I + 3 P), got {args.canvases}")
     return ReplayConfig(query=query, topic=args.topic, model=args.model, mode=mode, canvases=args.canvases,
-                        segment=not args.no_segment, device=args.device, storage=args.storage,
+                        segment=not args.no_segment, segment_model=args.segment_model,
+                        device=args.device, storage=args.storage,
                         max_new_tokens=args.max_new_tokens, backend=args.backend, export_dir=args.export_dir,
                         ray_address=args.ray_address, ray_app=args.ray_app)
 

@@ -85,6 +85,7 @@ class ReplayConfig:
     mode: Mode = "codec"
     canvases: int = 32                 # window budget; equal budgets give equal tokens in codec and uniform mode
     segment: bool = True               # SAM2 masks for track/point answers
+    segment_model: str = "tiny-random"  # SAM2 checkpoint: tiny-random, sam2-toy, an HF id or a folder
     max_new_tokens: int = 128
     device: str = "cpu"
     backend: str = "torch"             # torch | onnxruntime | tensorrt (PipelineConfig.backend)
@@ -104,7 +105,8 @@ def pipeline_config(config: ReplayConfig, codec: str = "h264") -> Any:
 
     return PipelineConfig(tokenizer=TokenizerConfig(mode=config.mode, window_canvases=config.canvases,
                                                     uniform_group_frames=config.uniform_group_frames),
-                          model=config.model, device=config.device, segment=config.segment, rerun="group",
+                          model=config.model, device=config.device, segment=config.segment,
+                          segment_model=config.segment_model, rerun="group",
                           max_new_tokens=config.max_new_tokens, backend=config.backend,
                           export_dir=config.export_dir, ray_address=config.ray_address, ray_app=config.ray_app,
                           overlay=bool(config.overlay),

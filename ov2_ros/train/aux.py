@@ -22,19 +22,25 @@ class AuxHead(nn.Module):
     def __init__(self, width: int, classes: int = len(OBJECT_NAMES)):
         super().__init__()
         self.classes = classes
-        self.proj = nn.Linear(width, classes * 3)
+        self.proj = nn.Linear(width, classes * 3 + 2)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.proj(tokens).view(len(tokens), self.classes, 3)
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.proj(tokens)
+        return out[:, :-2].view(len(tokens), self.classes, 3), out[:, -2:]
 
-    def loss(self, tokens: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """tokens (N, D), target (N, classes, 3) = (fraction, cx, cy) in [0, 1], valid (N,) bool (not padding)."""
-        out = self(tokens.float())[valid]
-        tgt = target[valid]
+    def loss(self, tokens: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+             where: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (N, D), target (N, classes, 3) = (fraction, cx, cy) in [0, 1], valid (N,) bool (not padding),
+        ``where`` (N, 2): the token's own centre in the frame (x, y in [0, 1]). The RoPE'd ViT only knows relative
+        positions; asking for the absolute one puts "where am I" into the feature the LLM reads coordinates from."""
+        per_class, pos = self(tokens.float())
+        out, tgt = per_class[valid], target[valid]
         bce = F.binary_cross_entropy_with_logits(out[..., 0], tgt[..., 0])
         present = tgt[..., 0] > PRESENT
         mse = (F.mse_loss(torch.sigmoid(out[..., 1:])[present], tgt[..., 1:][present]) if present.any()
                else out.sum() * 0.0)
+        if where is not None:
+            mse = mse + F.mse_loss(torch.sigmoid(pos[valid]), where[valid])
         return bce + mse
 
 
@@ -50,6 +56,13 @@ def block_stats(mask: np.ndarray, grid: CanvasGrid) -> np.ndarray:
     cx = (blocks * ramp[None, None, None, :]).sum(axis=(2, 3)) / np.maximum(mass, 1e-6)
     cy = (blocks * ramp[None, None, :, None]).sum(axis=(2, 3)) / np.maximum(mass, 1e-6)
     return np.stack([mass / (s * s), cx, cy], axis=-1)
+
+
+def token_centres(positions: np.ndarray, grid: CanvasGrid) -> np.ndarray:
+    """(P, 3) patch positions -> (P / 4, 2) each merged token's block centre (x, y) in [0, 1] of the frame."""
+    pos = positions.reshape(-1, 4, 3)
+    br, bc = pos[:, :, 1].min(axis=1) // 2, pos[:, :, 2].min(axis=1) // 2
+    return np.stack([(bc + 0.5) / grid.block_cols, (br + 0.5) / grid.block_rows], axis=1).astype(np.float32)
 
 
 def token_targets(positions: np.ndarray, frame_stats: dict[int, dict[int, np.ndarray]],

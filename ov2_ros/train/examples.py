@@ -65,6 +65,12 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
              "video_grid_thw": torch.cat([v.video_grid_thw for v in vis]),
              "patch_positions": torch.cat([v.patch_positions for v in vis])}
     if all(e.aux is not None for e in examples):
+        from ov2_ros.codec.packing import CanvasGrid
+        from ov2_ros.train.aux import token_centres
+
         batch["aux"] = torch.from_numpy(np.concatenate([e.aux for e in examples])).float()
+        batch["aux_where"] = torch.from_numpy(np.concatenate([
+            token_centres(model_positions(e.window), CanvasGrid(*e.window.canvas_size, e.window.patch_size))
+            for e in examples]))
         batch["aux_valid"] = torch.from_numpy(np.concatenate([v.token_frames >= 0 for v in vis]))
     return batch

@@ -23,7 +23,8 @@ def evaluate_model(model: str, annotations: str | Path, data_dir: str | Path, ou
     per_video, by_task, answers, parsed = {}, {}, 0, 0
     for gt in ann.videos:
         bag = find_video(Path(data_dir), gt.name)
-        cfg = ReplayConfig(query=gt.query, model=model, mode=mode, segment=segment, max_new_tokens=max_new_tokens)
+        cfg = ReplayConfig(query=gt.query, model=model, mode=mode, segment=segment and gt.task == "track",
+                           segment_model=segment_model, max_new_tokens=max_new_tokens)
         replay_dir = out / gt.name
         results = replay_bag(bag, replay_dir, cfg, progress=False)
         ev = evaluate(results, gt, replay_dir)

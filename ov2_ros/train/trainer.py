@@ -62,7 +62,7 @@ def loss_of(model, batch: dict, aux_head: AuxHead | None, aux_weight: float) -> 
     total = out.loss
     aux = 0.0
     if aux_head is not None and "aux" in batch and aux_weight > 0:
-        la = aux_head.loss(vis, batch["aux"], batch["aux_valid"])
+        la = aux_head.loss(vis, batch["aux"], batch["aux_valid"], batch.get("aux_where"))
         total = total + aux_weight * la
         aux = float(la.detach())
     return total, float(out.loss.detach()), aux
