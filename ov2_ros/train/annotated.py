@@ -70,7 +70,7 @@ def video_windows(path: Path, config: TokenizerConfig, topic: str) -> list[Codec
     if tok.frames_seen == 0:
         raise TrainDataError(f"{path}: empty clip ({pushed} access units, no frame decoded)")
     if not windows:
-        raise TrainDataError(f"{path}: the tokenizer budget fits no window ({tok.frames_seen} frames; "
+        raise TrainDataError(f"{path}: the tokenizer budget fits no window ({tok.frames_seen} decoded frame(s); "
                              f"window_canvases={config.window_canvases}, min_group_frames={config.min_group_frames})")
     return windows
 

@@ -69,11 +69,11 @@ def test_empty_clip(tmp_path, capsys):
 
 
 def test_budget_that_fits_no_window(tmp_path, capsys):
-    scene = make_scene(1, num_frames=3)
+    scene = make_scene(1, num_frames=1)       # one IDR: the live sampler defers keyframes, so no group closes
     (tmp_path / "short.h264").write_bytes(b"".join(scene.aus))
     rc, out = _train(["--gt", str(_ground_gt(tmp_path, "short")), "--data", str(tmp_path), "--out",
                       str(tmp_path / "run")], capsys)
-    _one_line_error(rc, out, "fits no window", "3 frames")
+    _one_line_error(rc, out, "fits no window", "1 decoded frame")
     assert not (tmp_path / "run").exists()
 
 
