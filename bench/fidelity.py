@@ -13,8 +13,8 @@ for every frame), then the project, in its official structure and in the seed's 
   the official P-blocks within +-1 sampled frame at the same position; ``selection_on_official_maps``: the project's
   selection rule run on the official maps and groups (checks the selection code alone);
 - block scores: per sampled non-I frame, Spearman rank correlation of block scores against the official maps'
-  blocks, for the bit-cost estimate, its parts (residual only, + intra MBs), earlier choices (half size, MV weight
-  0.3) and the seed saliency.
+  blocks, for the bit-cost estimate, its parts (residual only, + intra MBs), other choices (no stride, half size, MV
+  weight 0.6) and the seed saliency.
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ from ov2_ros.codec.tokenizer import tokenize_file  # noqa: E402
 from ov2_ros.codec.types import TokenizerConfig  # noqa: E402
 
 BENCH_PY = common.REPO_ROOT / ".venv-bench" / "bin" / "python"
-SCORERS = {"bitcost": BitCostConfig(), "half_size": BitCostConfig(shrink=None),
-           "half_size_mvd_0.3": BitCostConfig(shrink=None, mvd=0.3), "mvd_0.3": BitCostConfig(mvd=0.3),
+SCORERS = {"bitcost": BitCostConfig(), "stride_1": BitCostConfig(stride=1), "half_size": BitCostConfig(shrink=None),
+           "mvd_0.6": BitCostConfig(mvd=0.6),
            "residual": BitCostConfig(intra=0.0, mvd=0.0), "residual+intra": BitCostConfig(mvd=0.0),
            "mean_residual+intra+mvd": BitCostConfig(rms=False)}
 

@@ -270,8 +270,10 @@ class BitCostConfig:
     pixels give nothing to rank by: that noise, not the residual, caps the Spearman on panning clips."""
 
     intra: float = 2.0          # a macroblock without MVs in a P/B frame is intra-coded: it costs many bits
-    mvd: float = 0.6            # bench/fidelity.py, median per-frame Spearman on bikes.mp4: 0.54 (0), 0.59 (0.3), 0.61
-                                # (0.6), 0.63 (1.0); the synthetic clips are flat to 0.6 and lose 0.03 (event s0) at 1.0
+    # bench/fidelity.py, median per-frame Spearman on bikes.mp4: 0.54 (0), 0.59 (0.3), 0.62 (0.6), 0.63 (1.0), the
+    # synthetic clips flat to 0.6. Kept at 0.3: at 0.6 bikes.mp4 forms 4 readiness groups at 16 canvases where the
+    # tool forms 5, its last cut falls in the dropped tail and onset recall vs uniform loses 7 points (bench/tokenizer).
+    mvd: float = 0.3
     residual_noise: float = 0.0  # grey levels of |luma - prediction| that cost nothing; 0: skip blocks are the
                                  # macroblocks predicted exactly (x264 codes a one-level change, and it costs bits)
     rms: bool = True            # root-mean-square residual per macroblock (a few large coefficients cost more
@@ -288,6 +290,13 @@ class BitCostConfig:
     # 0.53 / 0.43 / -0.17 and full size 0.53 / 0.57 / 0.36: a 9-px pan is 4.5 px at half size, whose bilinear warp
     # leaves texture in the residual of macroblocks x264 skips.
     shrink: int | None = 1
+    # At shrink 1, the residual is taken at every stride-th pixel of every stride-th line, each predicted from the
+    # full-size reference at its exact MV-displaced position: the full-size residual, subsampled (no resampled
+    # reference, so no interpolation texture), at 1/stride^2 of the warp's cost. Median / mean / p10 Spearman, moving
+    # 1080p: stride 1 0.51 / 0.54 / 0.41, 2 0.51 / 0.54 / 0.41, 4 0.51 / 0.54 / 0.41 (2.6 ms per sampled frame
+    # at stride 2, 7.6 at 1). None: 2 from 480 lines, else 1 (small frames are cheap; bikes.mp4 at stride 2 ranks
+    # the same, but its readiness groups move).
+    stride: int | None = None
 
 
 class MacroblockMap:
@@ -325,7 +334,7 @@ class _Size:
         self.height, self.width = height, width
 
 
-MIN_ANALYSIS_LINES = 240     # the estimate works at half size while this many lines remain (BitCostConfig.shrink None)
+MIN_ANALYSIS_LINES = 240     # half size (shrink) or stride 2 while this many lines remain (BitCostConfig: None)
 
 
 class BitCostEstimator:
@@ -333,31 +342,36 @@ class BitCostEstimator:
 
     ``score(luma, reference, mvs, intra_frame)``: full-resolution Y planes of the frame and of the frame decoded
     before it (its usual reference; None at stream start) -> (block_rows, block_cols) float32. Works at
-    ``BitCostConfig.shrink`` (default: source size). Measured against the tool's maps (median / mean / p10 per-frame
-    Spearman): 1080p full 0.51 / 0.54 / 0.41, half 0.47 / 0.34 / -0.13, quarter 0.17 / - / -0.18; 720p full
-    0.54 / 0.57 / 0.38, half 0.54 / 0.43 / -0.17. Full size costs ~10 ms per sampled 1080p frame (half: ~3).
+    ``BitCostConfig.shrink`` (default: source size) and ``stride``. Measured against the tool's maps (median / mean /
+    p10 per-frame Spearman): 1080p full 0.51 / 0.54 / 0.41, half 0.47 / 0.34 / -0.13, quarter 0.17 / - / -0.18;
+    720p full 0.54 / 0.57 / 0.38, half 0.54 / 0.43 / -0.17. Per sampled 1080p frame: full ~8 ms, full at stride 2
+    (the default from 480 lines) and half ~3 ms.
     """
 
     def __init__(self, src_height: int, src_width: int, grid: CanvasGrid, config: BitCostConfig = BitCostConfig()):
         import cv2
 
         self.config, self._cv2 = config, cv2
-        if config.shrink is not None and config.shrink not in (1, 2, 4):
-            raise ConfigError(f"BitCostConfig.shrink must be 1, 2, 4 or None, got {config.shrink!r}")
+        if any(v is not None and v not in (1, 2, 4) for v in (config.shrink, config.stride)):
+            raise ConfigError(f"BitCostConfig.shrink and stride must be 1, 2, 4 or None, got {config.shrink!r}, "
+                              f"{config.stride!r}")
         auto = 2 if min(src_height, src_width) // 2 >= MIN_ANALYSIS_LINES else 1
         self.shrink = auto if config.shrink is None else config.shrink
-        self.size = (src_height // self.shrink, src_width // self.shrink)
+        self.stride = 1 if self.shrink > 1 else auto if config.stride is None else config.stride
+        ref_size = (src_height // self.shrink, src_width // self.shrink)          # the reference plane's
+        self.size = (-(-ref_size[0] // self.stride), -(-ref_size[1] // self.stride))  # the residual's
         self.map = MacroblockMap(src_height, src_width, grid)
-        self.motion = MotionField(src_height, src_width, _Size(*self.size), magnitude_scale=1.0)
-        cell = MV_CELL // self.shrink
+        self.motion = MotionField(src_height, src_width, _Size(*ref_size), magnitude_scale=1.0)
+        cell = MV_CELL // (self.shrink * self.stride)
         rows, cols = self.map.mb_rows, self.map.mb_cols
         self._padded = (rows * cell, cols * cell)
         # the warp's sampling maps laid out (mb_rows, cell, padded width): each macroblock row's flow, repeated
         # along x, is added in one broadcast over the cell's lines (a map made by resizing or repeating the cell
         # flow to full size cost 3-4x more at 1080p)
         self._cell = cell
-        self._base_x = np.broadcast_to(np.arange(cols * cell, dtype=np.float32), (rows, cell, cols * cell))
-        self._base_y = np.broadcast_to(np.arange(rows * cell, dtype=np.float32).reshape(rows, cell, 1),
+        step = float(self.stride)
+        self._base_x = np.broadcast_to(np.arange(cols * cell, dtype=np.float32) * step, (rows, cell, cols * cell))
+        self._base_y = np.broadcast_to(np.arange(rows * cell, dtype=np.float32).reshape(rows, cell, 1) * step,
                                        (rows, cell, cols * cell))
         self._map_x = np.empty((rows, cell, cols * cell), np.float32)
         self._map_y = np.empty_like(self._map_x)
@@ -373,13 +387,15 @@ class BitCostEstimator:
         self._log_rate = lb if self._log_rate is None else (1 - a) * self._log_rate + a * lb
 
     def _analysis(self, luma: np.ndarray) -> np.ndarray:
-        """The plane at analysis size; the last result is kept, so a frame scored now and used as the next frame's
-        reference (consecutive sampled frames) is shrunk once."""
+        """The plane at analysis size (shrunk, or every stride-th pixel); the last result is kept, so a frame scored
+        now and used as the next frame's reference (consecutive sampled frames) is shrunk once."""
         from ov2_ros.codec.packing import resize_plane
 
         if self._last is not None and self._last[0] is luma:
             return self._last[1]
-        out = resize_plane(luma, *self.size) if self.shrink > 1 else np.ascontiguousarray(luma[: self.size[0]])
+        s = self.stride
+        out = (resize_plane(luma, *self.size) if self.shrink > 1
+               else np.ascontiguousarray(luma[: self.size[0] * s: s, ::s]))
         self._last = (luma, out)
         return out
 
@@ -402,13 +418,14 @@ class BitCostEstimator:
         return cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA)
 
     def warp(self, ref: np.ndarray, flow: np.ndarray) -> np.ndarray:
-        """Motion-compensated prediction (h, w) uint8 from the reference plane at analysis size and the
-        (mb_rows, mb_cols, 2) macroblock flow in analysis px (each macroblock's mean past-reference MV), bilinear."""
+        """Motion-compensated prediction, ``size`` uint8, from the reference plane (shrunk by ``shrink``, at full size
+        with a stride) and the (mb_rows, mb_cols, 2) macroblock flow in its px (each macroblock's mean past-reference
+        MV), bilinear."""
         cv2 = self._cv2
         along_x = np.repeat(flow, self._cell, axis=1)                      # (mb_rows, padded width, 2)
         np.add(self._base_x, along_x[:, None, :, 0], out=self._map_x)
         np.add(self._base_y, along_x[:, None, :, 1], out=self._map_y)
-        h, w = ref.shape
+        h, w = self.size
         ph, pw = self._padded
         map_x, map_y = self._map_x.reshape(ph, pw)[:h, :w], self._map_y.reshape(ph, pw)[:h, :w]
         return cv2.remap(ref, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -424,7 +441,10 @@ class BitCostEstimator:
             grad = cv2.absdiff(cur[:, 1:], cur[:, :-1])
             return np.log1p(self._mb_mean(cv2.copyMakeBorder(grad, 0, 0, 0, 1, cv2.BORDER_REPLICATE)))
         flow, _ = self.motion.cell_fields(mvs)
-        pred = self.warp(ref, flow) if flow.any() else ref
+        if flow.any():      # a strided residual is predicted from the full-size reference
+            pred = self.warp(ref if self.stride == 1 else reference[: self.size[0] * self.stride], flow)
+        else:
+            pred = ref
         diff = cv2.absdiff(cur, pred)
         if cfg.rms:
             residual = np.sqrt(self._mb_mean(cv2.multiply(diff, diff, dtype=cv2.CV_32F)))

@@ -308,11 +308,23 @@ def test_bitcost_warp_and_macroblock_means_match_the_plain_computation():
         np.testing.assert_allclose(means[-1, 2], image[(est.map.mb_rows - 1) * cell:, 2 * cell:3 * cell].mean(),
                                    rtol=1e-4)
         np.testing.assert_allclose(means[1, 1], image[cell:2 * cell, cell:2 * cell].mean(), rtol=1e-4)
+    # with a stride, the residual's pixels are predicted from the full-size reference: the full-size warp, subsampled
+    grid = CanvasGrid.for_source(h, w)
+    full, strided = (BitCostEstimator(h, w, grid, BitCostConfig(stride=s)) for s in (1, 2))
+    flow, _ = full.motion.cell_fields(f.mvs)
+    assert strided.size == (68, 80)
+    np.testing.assert_array_equal(strided.warp(prev.luma, flow), full.warp(prev.luma, flow)[::2, ::2])
+    np.testing.assert_array_equal(strided._analysis(f.luma), f.luma[::2, ::2])
 
 
-def test_bitcost_config_shrink_is_checked():
-    with pytest.raises(ConfigError):
-        BitCostEstimator(64, 64, CanvasGrid.for_source(64, 64), BitCostConfig(shrink=3))
+def test_bitcost_config_shrink_and_stride_are_checked():
+    for bad in (BitCostConfig(shrink=3), BitCostConfig(stride=0)):
+        with pytest.raises(ConfigError):
+            BitCostEstimator(64, 64, CanvasGrid.for_source(64, 64), bad)
+    big = BitCostEstimator(720, 1280, CanvasGrid.for_source(720, 1280))
+    assert (big.shrink, big.stride, big.size) == (1, 2, (360, 640))      # default from 480 lines: stride 2
+    half = BitCostEstimator(720, 1280, CanvasGrid.for_source(720, 1280), BitCostConfig(shrink=None))
+    assert (half.shrink, half.stride) == (2, 1)
 
 
 def test_bitcost_half_scorer_builds_groups_at_half_size(clip):
