@@ -56,7 +56,8 @@ def batch_indices(n: int, step: int, batch: int, seed: int) -> np.ndarray:
 
 def loss_of(model, batch: dict, aux_head: AuxHead | None, aux_weight: float) -> tuple[torch.Tensor, float, float]:
     """(total loss, LM loss, aux loss) of one batch; LM loss on answer tokens only (labels elsewhere -100)."""
-    vis = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"], batch["patch_positions"])
+    vis = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"],
+                                         batch["patch_positions"])
     embeds = model.model.embed(batch["input_ids"], video_embeds=vis)
     out = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"])
     total = out.loss

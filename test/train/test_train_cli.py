@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from ov2_ros.cli import main
-from ov2_ros.codec.synth import encode_frames, make_scene
+from ov2_ros.codec.synth import make_scene
 from ov2_ros.train.evalset import write_eval_set
 
 
