@@ -21,7 +21,8 @@ class Param(NamedTuple):
 
 _PIPELINE_HELP = {
     "codec": "what the camera sends on image/compressed: h264 or hevc",
-    "model": "VLM checkpoint: 'tiny-random' (random weights, plumbing only), an HF id or a local directory",
+    "model": "VLM checkpoint: 'ov2-toy' (trained on synthetic shapes), 'tiny-random' (random weights, plumbing "
+             "only), an HF id or a local directory",
     "device": "torch device for the model and SAM2: cpu, cuda, cuda:0",
     "backend": "inference backend: torch, onnxruntime, tensorrt or ray (a Ray Serve deployment: ov2-ros serve)",
     "export_dir": "onnxruntime/tensorrt: the folder `ov2-ros export --parts vision,decoder` wrote for this model "
@@ -31,7 +32,8 @@ _PIPELINE_HELP = {
     "ray_timeout_s": "ray backend: seconds before a request counts as failed (then retried with backoff)",
     "max_new_tokens": "generation budget per answer",
     "segment": "grow SAM2 masks from track/point answers",
-    "segment_model": "SAM2 checkpoint: 'tiny-random', an HF id (facebook/sam2.1-hiera-tiny) or a local directory",
+    "segment_model": "SAM2 checkpoint: 'sam2-toy' (trained on synthetic shapes), 'tiny-random', an HF id "
+                     "(facebook/sam2.1-hiera-tiny) or a local directory",
     "default_task": "task of a query without a prefix: track, point, waypoints, ground or ask",
     "rerun": "re-run the active query on each new frame group ('group') or every rerun_period_s ('period')",
     "rerun_period_s": "seconds between re-runs when rerun is 'period'",
