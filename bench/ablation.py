@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps-a", type=int, default=150)
     p.add_argument("--steps-b", type=int, default=300)
-    p.add_argument("--heldout", type=int, default=4, help="held-out scenes")
+    p.add_argument("--scenes-a", type=int, default=60)
+    p.add_argument("--scenes-b", type=int, default=80)
+    p.add_argument("--heldout", type=int, default=3, help="held-out scenes")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", type=Path, default=REPO_ROOT / "build" / "ablation")
     a = p.parse_args(argv)
@@ -42,14 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     for mode in ("codec", "uniform"):
         t0 = time.perf_counter()
-        recipe = ToyRecipe(mode=mode, steps_a=a.steps_a, steps_b=a.steps_b, threads=a.threads,
-                           tokenizer=ABLATION_TOKENIZER)
+        recipe = ToyRecipe(mode=mode, steps_a=a.steps_a, steps_b=a.steps_b, scenes_a=a.scenes_a,
+                           scenes_b=a.scenes_b, threads=a.threads, tokenizer=ABLATION_TOKENIZER)
         train_toy(a.work / mode, recipe, progress=False)
         train_s = time.perf_counter() - t0
         held = evaluate_model(str(a.work / mode / "stage_b" / "model"), gt, gt.parent, a.work / f"eval_{mode}",
                               mode=mode)
         runs[mode] = {"train_s": train_s, "parse_rate": held["parse_rate"], "tasks": held["tasks"],
-                      "recipe": {"steps_a": a.steps_a, "steps_b": a.steps_b, "tokenizer": dict(ABLATION_TOKENIZER)}}
+                      "recipe": {"steps_a": a.steps_a, "steps_b": a.steps_b, "scenes_a": a.scenes_a,
+                                 "scenes_b": a.scenes_b, "tokenizer": dict(ABLATION_TOKENIZER)}}
     table = Table("codec vs uniform windows at toy scale (same recipe, seed, 80 tokens per window)",
                   ["metric", "codec", "uniform", "codec - uniform"])
     for task, key, label in METRICS:
