@@ -434,17 +434,20 @@ class BitCostEstimator:
                  intra_frame: bool) -> np.ndarray:
         """(mb_rows, mb_cols) estimate of ``log1p(bits)`` per macroblock."""
         cv2, cfg = self._cv2, self.config
-        ref = self._analysis(reference) if reference is not None else None    # first: it may be the last ``cur``
+        intra = intra_frame or reference is None or mvs is None or len(mvs) == 0
+        # the reference first: it may be the last ``cur``, still cached. A strided residual is predicted from the
+        # full-size reference, so its subsampled copy is only needed for a still frame.
+        ref = self._analysis(reference) if not intra and self.stride == 1 else None
         cur = self._analysis(luma)
-        if intra_frame or ref is None or mvs is None or len(mvs) == 0:
+        if intra:
             # intra: texture is what costs bits
             grad = cv2.absdiff(cur[:, 1:], cur[:, :-1])
             return np.log1p(self._mb_mean(cv2.copyMakeBorder(grad, 0, 0, 0, 1, cv2.BORDER_REPLICATE)))
         flow, _ = self.motion.cell_fields(mvs)
-        if flow.any():      # a strided residual is predicted from the full-size reference
-            pred = self.warp(ref if self.stride == 1 else reference[: self.size[0] * self.stride], flow)
+        if flow.any():
+            pred = self.warp(ref if ref is not None else reference[: self.size[0] * self.stride], flow)
         else:
-            pred = ref
+            pred = ref if ref is not None else self._analysis(reference)
         diff = cv2.absdiff(cur, pred)
         if cfg.rms:
             residual = np.sqrt(self._mb_mean(cv2.multiply(diff, diff, dtype=cv2.CV_32F)))
