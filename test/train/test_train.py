@@ -38,10 +38,12 @@ def test_short_run_lowers_loss_on_fixed_batch(examples, tmp_path):
     batch = examples[:4]                     # batch_size 4 on 4 examples: every step sees the same batch
     model = build_tiny_random(seed=1)
     model.train()
-    before = float(loss_of(model, collate(batch, 257), None, 0.0)[0])
+    with torch.no_grad():
+        before = float(loss_of(model, collate(batch, 257), None, 0.0)[0])
     summary = train(model, load_tokenizer("tiny-random"), batch, tmp_path, TrainConfig(steps=12, aux_weight=1.0,
                     checkpoint_every=50, **FAST), toy_tokenizer_config(), progress=False)
-    after = float(loss_of(model, collate(batch, 257), None, 0.0)[0])
+    with torch.no_grad():
+        after = float(loss_of(model, collate(batch, 257), None, 0.0)[0])
     assert after < 0.8 * before
     assert summary["history"]["aux"][0] > 0            # the aux head trained alongside
     for name in ("config.json", "model.safetensors", "tokenizer.json", "ov2_tokenizer.json"):
