@@ -9,5 +9,9 @@ Subpackages (data flows one way)::
     ros/     the only layer that imports rclpy
 """
 
+from ov2_ros._logging import quiet_optional_imports
+
 __version__ = "0.1.0"
 __all__ = ["__version__"]
+
+quiet_optional_imports()

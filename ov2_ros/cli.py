@@ -23,7 +23,6 @@ COMMANDS = {
     "serve": "serve",
     "demo": "demo",
     "train": "train",
-    "train": "train",
 }
 
 

@@ -209,7 +209,7 @@ class PerceptionPipeline:
     @staticmethod
     def _make_tokenizer(config: PipelineConfig) -> CodecTokenizer:
         # a trained model's recorded tokenizer settings fill the fields left at their defaults (ov2-toy: max_pixels..)
-        from ov2_ros.model.loading import apply_model_tokenizer
+        from ov2_ros.model.checkpoints import apply_model_tokenizer
 
         return CodecTokenizer(apply_model_tokenizer(config.tokenizer, config.model), codec=config.codec)
 

@@ -8,7 +8,7 @@ import pathlib
 
 import torch
 
-from ov2_ros.model.loading import models_dir
+from ov2_ros.model.checkpoints import models_dir
 from ov2_ros.segment.errors import SegmentModelError
 
 TINY_RANDOM = "tiny-random"
