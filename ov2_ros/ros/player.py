@@ -15,6 +15,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header, String
 
+from ov2_ros.ros.node import LATCHED_QUERY_QOS
+
 
 class ClipPlayer:
     def __init__(self, node: Node, topic: str = "image/compressed", query_topic: str = "query",
@@ -22,7 +24,9 @@ class ClipPlayer:
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
         self.node, self.frame_id = node, frame_id
         self.pub = node.create_publisher(CompressedImage, topic, qos)
-        self.query_pub = node.create_publisher(String, query_topic, 10)
+        # latched, as the README advises: the query reaches the node even if it subscribes later, and this QoS
+        # matches both of the node's query subscriptions (no incompatible-durability warning)
+        self.query_pub = node.create_publisher(String, query_topic, LATCHED_QUERY_QOS)
         self.sent = 0
         self.late_s: list[float] = []     # how far behind schedule each publish was
         self.publish_times: dict[tuple[int, int], float] = {}   # (sec, nanosec) stamp -> monotonic publish time
