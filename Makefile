@@ -23,7 +23,7 @@ demo: $(STAMP)
 
 # The shipped toy models, trained from scratch on synthetic scenes (~1 h on 2 CPU cores; resumable: rerun to continue).
 train-toy: $(STAMP)
-	nice -n 5 $(BIN)/python -m ov2_ros.train.toy --out build/ov2-toy --publish models/ov2-toy
+	nice -n 5 $(BIN)/python -m ov2_ros.train.toy --out build/ov2-toy --threads 2 --publish models/ov2-toy
 	nice -n 5 $(BIN)/python -m ov2_ros.train.sam2 --out build/sam2-toy
 	nice -n 5 $(BIN)/python -m ov2_ros.train.sam2 --out build/sam2-toy-b --steps 300 --clip-frames 8 --lr 1e-3 \
 		--init build/sam2-toy/model --publish models/sam2-toy

@@ -53,17 +53,29 @@ class ToyRecipe:
     scenes_a1: int = 150                                # stage A1: points on one-object scenes (no distractor)
     steps_a1: int = 0         # tried (300 steps): no gain over stage A, so off
     tokenizer: tuple[tuple[str, object], ...] = ()     # TokenizerConfig overrides on TOY_TOKENIZER (the ablation)
-
+    scenes_c: int = 200                                 # stage C: stage B's tasks on fresh scenes, more steps
+    steps_c: int = 1200
+    scenes_d: int = 150                                 # stage D: tracks + points on one-object scenes
+    steps_d: int = 900
+    scenes_e: int = 100                                 # stage E: all of stage B's tasks on one-object scenes
+    steps_e: int = 300                                  # (D alone forgets the span format)
 
     def stages(self):
         """(name, first scene seed, scenes, steps, tasks, scene options) in training order."""
         return (("a", STAGE_A_SEEDS, self.scenes_a, self.steps_a, ("point",), ()),
                 ("a1", STAGE_A1_SEEDS, self.scenes_a1, self.steps_a1, ("point",), (("max_objects", 1),)),
-                ("b", STAGE_B_SEEDS, self.scenes_b, self.steps_b, self.tasks_b, ()))
+                ("b", STAGE_B_SEEDS, self.scenes_b, self.steps_b, self.tasks_b, ()),
+                ("c", STAGE_C_SEEDS, self.scenes_c, self.steps_c, self.tasks_b, ()),
+                ("d", STAGE_D_SEEDS, self.scenes_d, self.steps_d, ("track", "track", "point"), (("max_objects", 1),)),
+                ("e", STAGE_E_SEEDS, self.scenes_e, self.steps_e, self.tasks_b, (("max_objects", 1),)))
+
+    def last_stage(self) -> str:
+        return [name for name, *_, steps, _tasks, _kw in self.stages() if steps > 0][-1]
 
 
 HELD_OUT = range(100_000, 100_012)       # evaluation scenes: never trained on
 STAGE_A_SEEDS, STAGE_A1_SEEDS, STAGE_B_SEEDS = 0, 20_000, 10_000
+STAGE_C_SEEDS, STAGE_D_SEEDS, STAGE_E_SEEDS = 30_000, 40_000, 50_000
 
 
 def build_toy_model(seed: int = 0, attn: str = "sdpa"):
@@ -82,7 +94,7 @@ def build_toy_model(seed: int = 0, attn: str = "sdpa"):
 
 def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True) -> dict:
     """The stages in order, each in ``out/stage_<name>`` (resumable; a finished stage is skipped) and warm-started
-    from the one before with its aux head; the model is ``out/stage_b/model``."""
+    from the one before with its aux head; the model is ``out/stage_<last>/model``."""
     import torch
     from safetensors.torch import load_file
 
@@ -111,12 +123,14 @@ def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True)
                                           tok_cfg, aux_state=aux_state_of(prev) if prev else None,
                                           progress=progress, model_extra={"recipe": asdict(recipe)}))
             del examples
+        elif (run / "loss.json").is_file():     # finished earlier: keep its numbers in recipe.json
+            summaries[name] = _slim(json.loads((run / "loss.json").read_text()))
         prev = run
     (out / "recipe.json").write_text(json.dumps({"recipe": asdict(recipe), "stages": summaries}, indent=2))
     return summaries
 
 
-def publish(run: Path, dest: Path) -> Path:
+def publish(run: Path, dest: Path, recipe: ToyRecipe = ToyRecipe()) -> Path:
     """Copy the trained model (HF layout + tokenizer settings) and both loss curves into ``dest`` (models/ov2-toy),
     atomically; the model card (README.md) already there is kept."""
     import shutil
@@ -126,9 +140,9 @@ def publish(run: Path, dest: Path) -> Path:
     card = (dest / "README.md").read_text() if (dest / "README.md").is_file() else None
 
     def write(tmp: Path) -> None:
-        for f in (run / "stage_b" / "model").iterdir():
+        for f in (run / f"stage_{recipe.last_stage()}" / "model").iterdir():
             shutil.copy2(f, tmp / f.name)
-        for stage in ("a", "b"):
+        for stage in (name for name, _, _, steps, *_ in recipe.stages() if steps > 0):
             shutil.copy2(run / f"stage_{stage}" / "loss.png", tmp / f"loss_stage_{stage}.png")
         if (run / "recipe.json").is_file():
             shutil.copy2(run / "recipe.json", tmp / "recipe.json")
@@ -150,13 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps-a", type=int, default=ToyRecipe.steps_a)
     p.add_argument("--steps-a1", type=int, default=ToyRecipe.steps_a1)
     p.add_argument("--steps-b", type=int, default=ToyRecipe.steps_b)
+    p.add_argument("--steps-c", type=int, default=ToyRecipe.steps_c)
+    p.add_argument("--steps-d", type=int, default=ToyRecipe.steps_d)
+    p.add_argument("--steps-e", type=int, default=ToyRecipe.steps_e)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--publish", type=Path, help="copy the result here (make train-toy: models/ov2-toy)")
     a = p.parse_args(argv)
-    train_toy(a.out, ToyRecipe(mode=a.mode, steps_a=a.steps_a, steps_a1=a.steps_a1, steps_b=a.steps_b,
-                                 threads=a.threads))
+    recipe = ToyRecipe(mode=a.mode, steps_a=a.steps_a, steps_a1=a.steps_a1, steps_b=a.steps_b, steps_c=a.steps_c,
+                       steps_d=a.steps_d, steps_e=a.steps_e, threads=a.threads)
+    train_toy(a.out, recipe)
     if a.publish:
-        print(f"published {publish(a.out, a.publish)}")
+        print(f"published {publish(a.out, a.publish, recipe)}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The shipped toy models on held-out synthetic clips, end to end.
 
 - ``ov2-toy`` through ``PerceptionPipeline`` (the node's and replay's path, the model's recorded tokenizer settings
-  applied by name): every answer parses into tracks on the window's frames; that the points land inside the queried
-  object's box is the issue's goal, NOT met yet (strict xfail: it fails the suite once it passes, so the mark goes);
+  applied by name): every answer parses into tracks on the window's frames; on a one-object scene most points land
+  inside the queried object's box, and with distractors more often than the frame centre; the issue's goal with
+  distractors is NOT met yet (strict xfail: it fails the suite once it passes, so the mark goes);
 - ``sam2-toy`` through the streaming ``MaskTracker`` from one point prompt: its masks cover the object (J);
 - ``ov2-ros demo`` with both defaults publishes tracks, points and masks.
 If a tokenizer or prompt change no longer matches what the toys were trained on, these fail: retrain with
@@ -56,13 +57,33 @@ def test_ov2_toy_answers_tracks_through_the_pipeline():
         assert all(0 <= p.x <= scene.width and 0 <= p.y <= scene.height for p in answer.tracks)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 goal not met: ov2-toy's track points land in the object about as "
-                                       "often as the frame centre (models/ov2-toy/README.md); retrain to fix")
+def _hit_rates(seed: int) -> tuple[float, float]:
+    """(share of ov2-toy's track points inside the object's box, same for the frame centre at those frames)."""
+    scene, answers = _pipeline_tracks(seed)
+    pts = [p for _, a in answers for p in a.tracks]
+    model = [_inside(scene, 0, p.frame, p.x, p.y) for p in pts]
+    centre = [_inside(scene, 0, p.frame, scene.width / 2, scene.height / 2) for p in pts]
+    keep = [i for i, h in enumerate(model) if h is not None]
+    assert len(keep) >= 40
+    return float(np.mean([model[i] for i in keep])), float(np.mean([centre[i] for i in keep]))
+
+
 def test_ov2_toy_track_points_land_in_the_object():
-    scene, answers = _pipeline_tracks(HELD_OUT[1])
-    hits = [_inside(scene, 0, p.frame, p.x, p.y) for _, a in answers for p in a.tracks]
-    hits = [h for h in hits if h is not None]
-    assert hits and float(np.mean(hits)) >= 0.6, f"{np.mean(hits):.2f} of track points inside the box"
+    """The level reached (models/ov2-toy/README.md): on a one-object held-out scene most points are in the box."""
+    model, centre = _hit_rates(HELD_OUT[2])
+    assert model >= 0.7 and model >= centre + 0.4, f"{model:.2f} of track points inside the box (centre {centre:.2f})"
+
+
+def test_ov2_toy_beats_the_frame_centre_with_distractors():
+    model, centre = _hit_rates(HELD_OUT[1])
+    assert model >= centre + 0.1, f"{model:.2f} of track points inside the box (centre {centre:.2f})"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13 goal not met with distractors: ov2-toy mixes up the named shape "
+                                       "when 2-3 are in view (models/ov2-toy/README.md); retrain to fix")
+def test_ov2_toy_track_points_land_in_the_named_object_among_distractors():
+    model, _ = _hit_rates(HELD_OUT[1])
+    assert model >= 0.6, f"{model:.2f} of track points inside the box"
 
 
 def test_sam2_toy_masks_cover_the_object_from_one_point():
