@@ -210,6 +210,15 @@ def _git_commit() -> str | None:
         return None
 
 
+def rss_mib() -> float:
+    """This process's resident set size in MiB (Linux /proc), NaN elsewhere."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def load_average() -> list[float] | None:
     """1, 5 and 15-minute load averages (the machine is shared: a result is only as quiet as its load)."""
     try:

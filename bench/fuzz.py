@@ -50,14 +50,6 @@ T0_NS = 1_700_000_000_000_000_000
 FRAME_NS = 33_333_333
 
 
-def rss_mib() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 # ---------------------------------------------------------------- streams
 
 
@@ -257,7 +249,7 @@ def pipeline_items(params: dict, start: int, begin: Callable[[int], None]) -> It
             record["exceptions"].append(f"flush: {type(exc).__name__}: {exc}"[:300])
         record["codec_issues"] = pipeline.stats.codec_issues
         del pipeline                               # reference counting alone must free it (no gc.collect)
-        record["rss_mib"] = rss_mib()
+        record["rss_mib"] = common.rss_mib()
         yield episode, record
 
 
@@ -269,7 +261,7 @@ def garbage_items(params: dict, start: int, begin: Callable[[int], None]) -> Ite
     rng = np.random.default_rng([params["seed"], 10])
     pipeline = PerceptionPipeline()
     pipeline.push(rng.bytes(10 * MB))     # imports and first-use allocations are not what is measured
-    before = rss_mib()
+    before = common.rss_mib()
     errors, issues = [], 0
     peak = before
     for _ in range(params["garbage_messages"]):
@@ -277,11 +269,11 @@ def garbage_items(params: dict, start: int, begin: Callable[[int], None]) -> Ite
             issues += pipeline.push(rng.bytes(10 * MB)).issue is not None
         except Exception as exc:  # noqa: BLE001
             errors.append(f"{type(exc).__name__}: {exc}"[:300])
-        peak = max(peak, rss_mib())
-    after = rss_mib()
+        peak = max(peak, common.rss_mib())
+    after = common.rss_mib()
     del pipeline
     yield 0, {"messages": params["garbage_messages"], "issues": issues, "exceptions": errors,
-              "rss_before_mib": before, "rss_peak_mib": peak, "rss_after_mib": after, "rss_dropped_mib": rss_mib()}
+              "rss_before_mib": before, "rss_peak_mib": peak, "rss_after_mib": after, "rss_dropped_mib": common.rss_mib()}
 
 
 # ---------------------------------------------------------------- parsers

@@ -35,14 +35,6 @@ CLIP_FRAMES = 300          # 10 s, looped
 WARMUP_FRACTION = 0.2      # RSS growth is measured from the end of warm-up (model loaded, rings full)
 
 
-def rss_mib() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def clip_aus(width: int, height: int) -> list[bytes]:
     from ov2_ros.codec.source import iter_access_units
 
@@ -99,7 +91,7 @@ def soak(aus: list[bytes], args) -> dict:
     def sample() -> None:
         drain_timing()
         st = node.pipeline.stats
-        samples.append({"t_s": time.monotonic() - t0, "rss_mib": rss_mib(), "published": player.sent,
+        samples.append({"t_s": time.monotonic() - t0, "rss_mib": common.rss_mib(), "published": player.sent,
                         "decoded_calls": st.aus, "queue_depth": player.sent - st.aus,
                         "windows_run": st.windows_run, "windows_dropped": st.windows_dropped,
                         "transport_lost": node.transport_lost, "frame_ring": node.pipeline.status()["frame_ring"]})
