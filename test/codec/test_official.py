@@ -181,7 +181,13 @@ def test_offline_budget_samples_as_the_release(clip, tmp_path):
     assert shown <= set(plan) and len(plan) == 64
     assert all(g.canvases[0].frames.tolist() == [g.start_frame] for g in res.groups)
     assert all(g.start_frame in plan for g in res.groups)
-    assert 1 <= len(res.groups) <= 8 and all(1 <= len(g.canvases) <= 4 for g in res.groups)
+    assert all(1 <= len(g.canvases) <= 4 for g in res.groups)
+    # readiness groups: consecutive runs of 8-64 sampled frames from the first sampled frame on; only a tail of
+    # fewer than 8 sampled frames may be left out
+    sizes = [sum(g.start_frame <= f < g.end_frame for f in plan) for g in res.groups]
+    assert res.groups[0].start_frame == plan[0] and all(8 <= n <= 64 for n in sizes)
+    assert [g.start_frame for g in res.groups[1:]] == [plan[sum(sizes[:i + 1])] for i in range(len(sizes) - 1)]
+    assert 0 <= len(plan) - sum(sizes) < 8
 
 
 def test_every_frame_official_mode_and_seed_mode_differ(clip):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ov2_ros.cli import main
+from ov2_ros.codec.sampling import official_frame_ids
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,11 @@ def test_json_contract_official(video, capsys):
     s = _json_line(capsys)
     assert s["frames_total"] == 120 and s["structure"] == "official"
     groups = s["groups"]
-    assert 1 <= len(groups) <= 8 and all(a["end_frame"] <= b["start_frame"] for a, b in zip(groups, groups[1:]))
+    plan = official_frame_ids(120, 8, keyframes=range(0, 120, 60))     # the clip's IDRs are every 60 frames
+    sizes = [sum(g["start_frame"] <= f < g["end_frame"] for f in plan) for g in groups]
+    assert groups[0]["start_frame"] == plan[0] and all(8 <= n <= 64 for n in sizes)
+    assert [g["start_frame"] for g in groups[1:]] == [plan[sum(sizes[:i + 1])] for i in range(len(sizes) - 1)]
+    assert 0 <= len(plan) - sum(sizes) < 8                             # only a short tail may be dropped
     assert s["canvases"] <= 4 * len(groups) and s["tokens"] == s["canvases"] * 396 // 4
     assert len(groups) * 396 <= s["selected_patches"] <= s["canvases"] * 396    # every I-canvas is whole
     assert set(s["selected_frames"]) <= set(range(120))
