@@ -227,15 +227,14 @@ class CodecTokenizer:
         key = frame.key_frame or frame.pict_type == "I"
         closed: list[FrameGroup] = []
         take = self.sampler.take(frame.index, frame.time_s, key)
-        if self._estimator is not None and not take:
-            self._estimator.observe(frame.bits, key)     # skipped frames' bits set the rate sampled ones scale by
+        if self._estimator is not None:
+            self._estimator.observe(frame.bits, key)     # every frame's bits, skipped ones too, set the running rate
         if take or self._sampled:
             self._bits_log.append((frame.index, frame.bits))
         if take:
             grid = self._grid
             yuv = self._canvas_yuv(frame, grid)
             if self._estimator is not None:
-                self._estimator.observe(frame.bits, key)
                 blocks = self._estimator.score(frame.luma, self._prev_full, frame.mvs, key, frame.bits)
             else:
                 blocks = self._saliency_blocks(frame, yuv, grid)
