@@ -48,25 +48,44 @@ def predicted_events(results: ReplayResults) -> list[float]:
     events: list[float] = []
     for window, answer in results.answers():
         lo, hi = window_range_s(results, window)
-        events = [t for t in events if not lo <= t <= hi] + [s.start_s for s in answer.spans if lo <= s.start_s <= hi]
+        events = [t for t in events if not lo <= t <= hi] + [s.start_s for s in _answered_spans(results, answer, lo)
+                                                             if lo <= s.start_s <= hi]
     return sorted(events)
 
 
 def predicted_spans(results: ReplayResults) -> list[tuple[float, float]]:
-    """Disjoint sorted spans; each window replaces the older windows' spans inside its range (clipped to it)."""
+    """Disjoint sorted spans; each window replaces the older windows' spans inside its range (clipped to it).
+
+    Spans run from the first to the last frame of what they cover, so spans on consecutive frames (a gap of at most
+    one frame interval, as between two back-to-back windows) are one span: without that, a stream answered in short
+    windows could never score a span longer than one window."""
     spans: list[tuple[float, float]] = []
     for window, answer in results.answers():
         lo, hi = window_range_s(results, window)
         kept = [(s, min(e, lo)) for s, e in spans if s < lo] + [(max(s, hi), e) for s, e in spans if e > hi]
-        new = [(max(lo, min(s.start_s, s.end_s)), min(hi, max(s.start_s, s.end_s))) for s in answer.spans]
+        new = [(max(lo, min(s.start_s, s.end_s)), min(hi, max(s.start_s, s.end_s)))
+               for s in _answered_spans(results, answer, lo)]
         spans = kept + [(a, b) for a, b in new if a <= b]
+    gap = _frame_interval_s(results) * 1.5
     merged: list[list[float]] = []
     for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
+        if merged and start <= merged[-1][1] + gap:
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end])
     return [(a, b) for a, b in merged]
+
+
+def _answered_spans(results: ReplayResults, answer, first_s: float):
+    """The answer's spans without the "nothing in this window" answer: a zero-length span at the window's first
+    frame (what training renders when a window holds no span)."""
+    tol = _frame_interval_s(results) / 2
+    return [s for s in answer.spans if not (abs(s.end_s - s.start_s) < 1e-9 and abs(s.start_s - first_s) < tol)]
+
+
+def _frame_interval_s(results: ReplayResults) -> float:
+    stamps = np.asarray(results.frame_stamps_ns, np.int64)
+    return float(np.median(np.diff(stamps))) / 1e9 if len(stamps) > 1 else 0.0
 
 
 def predicted_points(results: ReplayResults) -> dict[int, np.ndarray]:

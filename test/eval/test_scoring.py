@@ -46,6 +46,22 @@ def test_newer_windows_replace_older_predictions_in_their_range():
     assert predicted_events(r) == [1.02]
 
 
+def test_back_to_back_windows_join_spans_and_drop_the_nothing_answer():
+    # 4-frame windows at 10 fps: a move over frames 8-19 is answered as 0.8-1.1, 1.2-1.5, 1.6-1.9 (one frame apart)
+    wins = [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20), (20, 24)]
+    nothing = [_spans((0.0, 0.0)), _spans((0.4, 0.4))]            # a zero-length span at the first frame: none
+    r = _results(nothing + [_spans((0.8, 1.1)), _spans((1.2, 1.5)), _spans((1.6, 1.9)), _spans((2.0, 2.0))],
+                 n=24, windows=wins)
+    assert predicted_spans(r) == [(0.8, 1.9)]
+    assert predicted_events(r) == [0.8, 1.2, 1.6]                   # the nothing answers are no events
+    gt = VideoAnnotation("v", "ground", "q", spans_s=((0.8, 1.9),))
+    assert evaluate(r, gt).metrics["miou"] == pytest.approx(1.0)
+    # two frames apart is a real gap, and a zero-length span inside the window is a real (one-frame) answer
+    r = _results([_spans((0.0, 0.1)), _spans((0.5, 0.6), (0.7, 0.7))], n=8, windows=[(0, 4), (4, 8)])
+    assert predicted_spans(r) == [(0.0, 0.1), (0.5, 0.7)]
+    assert predicted_events(r) == [0.0, 0.5, 0.7]
+
+
 def test_jump_task_scores():
     r = _results([_spans((1.0, 1.5)), _spans((2.25, 2.5), (4.0, 4.2))], windows=[(0, 20), (20, 50)])
     gt = VideoAnnotation("v", "jump", "q", events_s=(1.05, 2.0))
