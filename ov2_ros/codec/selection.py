@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ov2_ros.codec.badframe import is_bad_frame
 from ov2_ros.codec.packing import CanvasGrid, pack_blocks_yuv, pack_frame, yuv_to_rgb
 from ov2_ros.codec.types import Canvas
 
@@ -165,9 +166,15 @@ def topk_blocks(frames: np.ndarray, blocks: np.ndarray, budget: int, block_cols:
 def official_canvases(records: list[FrameRecord], grid: CanvasGrid, group: int, n_p: int) -> list[Canvas]:
     """The official layout: the group's first sampled frame whole (I-canvas), then its other sampled frames' best
     ``n_p x blocks-per-canvas`` blocks in (t, r, c) order, filling P-canvases one after another. A P-canvas left
-    without blocks (a group shorter than its budget) is dropped, never padded in."""
+    without blocks (a group shorter than its budget) is dropped, never padded in. Bad frames (``badframe``: black,
+    flat, green-corrupt) give no blocks, and a bad first frame swaps places with the group's first good one, which
+    takes the I-canvas, as the release does."""
+    records, good = list(records), [not is_bad_frame(r.rgb()) for r in records]
+    if not good[0] and any(good):
+        i = good.index(True)
+        records[0], records[i], good[0], good[i] = records[i], records[0], True, False
     canvases = [full_canvas(records[0], grid, group)]
-    scored = [r for r in records[1:] if r.blocks is not None]
+    scored = [r for r, ok in zip(records[1:], good[1:]) if ok and r.blocks is not None]
     if not scored or n_p <= 0:
         return canvases
     frames = np.array([r.index for r in scored], dtype=np.int64)

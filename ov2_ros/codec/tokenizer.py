@@ -267,7 +267,7 @@ class CodecTokenizer:
         start, end = records[0].index, records[-1].index + 1
         bits = np.array([b for f, b in self._bits_log if start <= f < end], dtype=np.int64)
         self._bits_log = [(f, b) for f, b in self._bits_log if f >= end]
-        shown = {records[0].index} | {int(t) for c in canvases for t in c.frames}
+        shown = {int(t) for c in canvases for t in c.frames}    # the I-canvas' frame may not be the first (bad)
         group = FrameGroup(
             index=gi, start_frame=start, end_frame=end, frame_bits=bits, threshold=float(self._readiness.threshold),
             canvases=tuple(canvases),
