@@ -4,6 +4,11 @@ Plain next-token loss on answers lets a from-scratch toy model learn the format 
 asks each merged vision token, for every named object class, what fraction of its area the object covers (BCE)
 and where the object's centroid sits inside it (MSE, only where the object is present), so the vision features
 must encode which named shape is where. It is never saved: the checkpoint stays the released architecture.
+
+With 2-3 shapes in view that is not enough: the vision tokens say which shape is where, but the answer's digits
+are a weak signal for *which* of them the query names. ``AuxHead.locate_loss`` asks the language model's last
+hidden state at every answer position for the queried object's centroid in the window (MSE): to answer it, the
+text side must attend to the tokens of the named shape, which is the binding the answer needs.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ class AuxHead(nn.Module):
         super().__init__()
         self.classes = classes
         self.proj = nn.Linear(width, classes * 3 + 2)
+        self.locate = nn.Linear(width, 2)       # text side: the queried object's centroid (x, y) in [0, 1]
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.proj(tokens)
@@ -42,6 +48,20 @@ class AuxHead(nn.Module):
         if where is not None:
             mse = mse + F.mse_loss(torch.sigmoid(pos[valid]), where[valid])
         return bce + mse
+
+
+    def locate_loss(self, hidden: torch.Tensor, labels: torch.Tensor, query_xy: torch.Tensor) -> torch.Tensor:
+        """hidden (B, L, D) last LM hidden states, labels (B, L) (-100 off the answer), query_xy (B, 2) the queried
+        object's mean centroid over the window (NaN: not visible). MSE at every position that predicts an answer
+        token."""
+        predicts = torch.zeros_like(labels, dtype=torch.bool)
+        predicts[:, :-1] = labels[:, 1:] != -100
+        predicts &= torch.isfinite(query_xy).all(dim=1)[:, None]
+        if not predicts.any():
+            return hidden.sum() * 0.0
+        xy = torch.sigmoid(self.locate(hidden[predicts].float()))
+        target = query_xy[:, None, :].expand(-1, labels.shape[1], -1)[predicts]
+        return F.mse_loss(xy, target)
 
 
 def block_stats(mask: np.ndarray, grid: CanvasGrid) -> np.ndarray:

@@ -28,6 +28,7 @@ class Example:
     text: str                        # the query text (after the task prefix)
     answer: str
     aux: np.ndarray | None = None    # (tokens, classes, 3) float32 per-token (fraction, cx, cy), synthetic data only
+    query_xy: np.ndarray | None = None   # (2,) the queried object's mean centroid in the window, 0-1 (synthetic)
 
     @property
     def answer_tokens(self) -> int:
@@ -40,13 +41,13 @@ def model_positions(window: CodecWindow) -> np.ndarray:
 
 
 def encode_example(tokenizer, window: CodecWindow, task: str, text: str, answer: str,
-                   aux: np.ndarray | None = None) -> Example:
+                   aux: np.ndarray | None = None, query_xy: np.ndarray | None = None) -> Example:
     """The prompt ``VlmRuntime.prepare`` builds for ``task: text`` on ``window``, followed by ``answer`` + eos."""
     p_ids = prepare_inputs(window, prompt_instruction(task, text), tokenizer).input_ids[0].tolist()
     a_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = np.asarray(p_ids + a_ids, np.int64)
     labels = np.asarray([IGNORE] * len(p_ids) + a_ids, np.int64)
-    return Example(ids, labels, window, task, text, answer, aux)
+    return Example(ids, labels, window, task, text, answer, aux, query_xy)
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -73,4 +74,7 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
             token_centres(model_positions(e.window), CanvasGrid(*e.window.canvas_size, e.window.patch_size))
             for e in examples]))
         batch["aux_valid"] = torch.from_numpy(np.concatenate([v.token_frames >= 0 for v in vis]))
+    if any(e.query_xy is not None for e in examples):
+        batch["query_xy"] = torch.tensor(np.stack([e.query_xy if e.query_xy is not None else np.full(2, np.nan)
+                                                   for e in examples]), dtype=torch.float32)
     return batch

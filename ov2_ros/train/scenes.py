@@ -35,14 +35,16 @@ def scene_windows(scene: SyntheticScene, config: TokenizerConfig) -> list[CodecW
 
 
 def moving_spans(scene: SyntheticScene, obj: int, frames: Sequence[int], what: str) -> list[tuple[float, float]]:
-    """Seconds spans, clipped to ``frames``, where the object moves (``what='moves'``) or jumps (its cycles' rise)."""
+    """Seconds spans, clipped to ``frames``, where the object moves (``what='moves'``) or jumps (the rise of each
+    cycle that starts inside ``frames``: a span's start is what JumpScore scores, so a rise carried over from before
+    the window is no span of its own)."""
     o = scene.objects[obj]
+    lo, hi = min(frames), max(frames)
     if what == "jumps":
         period = int(np.diff(o.cycle_starts).min()) if len(o.cycle_starts) > 1 else 10
-        intervals = [(s, s + period // 2) for s in o.cycle_starts]
+        intervals = [(s, s + period // 2) for s in o.cycle_starts if s >= lo]
     else:
         intervals = list(o.moving)
-    lo, hi = min(frames), max(frames)
     out = []
     for a, b in intervals:
         a, b = max(a, lo), min(b - 1, hi)
@@ -90,7 +92,15 @@ def scene_examples(scene: SyntheticScene, config: TokenizerConfig, tokenizer, ta
                     stats_cache[f] = {OBJECT_NAMES.index(o.name): block_stats(scene.masks[f, j], grid)
                                       for j, o in enumerate(scene.objects)}
             targets = token_targets(model_positions(window), stats_cache)
-        yield encode_example(tokenizer, window, task, text, answer, targets)
+        yield encode_example(tokenizer, window, task, text, answer, targets, _mean_xy(scene, obj, window))
+
+
+def _mean_xy(scene: SyntheticScene, obj: int, window: CodecWindow) -> np.ndarray | None:
+    """The object's centroid averaged over the window's frames where it is visible, as (x, y) in [0, 1]."""
+    pts = [p for f in window.frame_times if f < scene.num_frames and (p := scene.point(f, obj)) is not None]
+    if not pts:
+        return None
+    return (np.mean(pts, axis=0) / (scene.width, scene.height)).astype(np.float32)
 
 
 def build_scene_examples(seeds: Sequence[int], config: TokenizerConfig, tokenizer, tasks: Sequence[str],

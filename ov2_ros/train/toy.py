@@ -59,23 +59,29 @@ class ToyRecipe:
     steps_d: int = 900
     scenes_e: int = 100                                 # stage E: all of stage B's tasks on one-object scenes
     steps_e: int = 300                                  # (D alone forgets the span format)
+    scenes_f: int = 200                                 # stage F: stage B's tasks on 1-3-object scenes, with the
+    steps_f: int = 1500                                 # aux head's locate loss (binds the query to its shape)
+    locate_weight: float = 2.0
 
     def stages(self):
-        """(name, first scene seed, scenes, steps, tasks, scene options) in training order."""
-        return (("a", STAGE_A_SEEDS, self.scenes_a, self.steps_a, ("point",), ()),
-                ("a1", STAGE_A1_SEEDS, self.scenes_a1, self.steps_a1, ("point",), (("max_objects", 1),)),
-                ("b", STAGE_B_SEEDS, self.scenes_b, self.steps_b, self.tasks_b, ()),
-                ("c", STAGE_C_SEEDS, self.scenes_c, self.steps_c, self.tasks_b, ()),
-                ("d", STAGE_D_SEEDS, self.scenes_d, self.steps_d, ("track", "track", "point"), (("max_objects", 1),)),
-                ("e", STAGE_E_SEEDS, self.scenes_e, self.steps_e, self.tasks_b, (("max_objects", 1),)))
+        """(name, first scene seed, scenes, steps, tasks, scene options, TrainConfig overrides) in training order."""
+        one = (("max_objects", 1),)
+        return (("a", STAGE_A_SEEDS, self.scenes_a, self.steps_a, ("point",), (), ()),
+                ("a1", STAGE_A1_SEEDS, self.scenes_a1, self.steps_a1, ("point",), one, ()),
+                ("b", STAGE_B_SEEDS, self.scenes_b, self.steps_b, self.tasks_b, (), ()),
+                ("c", STAGE_C_SEEDS, self.scenes_c, self.steps_c, self.tasks_b, (), ()),
+                ("d", STAGE_D_SEEDS, self.scenes_d, self.steps_d, ("track", "track", "point"), one, ()),
+                ("e", STAGE_E_SEEDS, self.scenes_e, self.steps_e, self.tasks_b, one, ()),
+                ("f", STAGE_F_SEEDS, self.scenes_f, self.steps_f, self.tasks_b, (),
+                 (("locate_weight", self.locate_weight),)))
 
     def last_stage(self) -> str:
-        return [name for name, *_, steps, _tasks, _kw in self.stages() if steps > 0][-1]
+        return [name for name, _seed, _scenes, steps, *_ in self.stages() if steps > 0][-1]
 
 
 HELD_OUT = range(100_000, 100_012)       # evaluation scenes: never trained on
 STAGE_A_SEEDS, STAGE_A1_SEEDS, STAGE_B_SEEDS = 0, 20_000, 10_000
-STAGE_C_SEEDS, STAGE_D_SEEDS, STAGE_E_SEEDS = 30_000, 40_000, 50_000
+STAGE_C_SEEDS, STAGE_D_SEEDS, STAGE_E_SEEDS, STAGE_F_SEEDS = 30_000, 40_000, 50_000, 70_000
 
 
 def build_toy_model(seed: int = 0, attn: str = "sdpa"):
@@ -110,7 +116,7 @@ def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True)
                   checkpoint_every=50)
     out = Path(out)
     summaries, prev = {}, None
-    for i, (name, first_seed, scenes, steps, tasks, kwargs) in enumerate(recipe.stages()):
+    for i, (name, first_seed, scenes, steps, tasks, kwargs, overrides) in enumerate(recipe.stages()):
         run = out / f"stage_{name}"
         if steps <= 0:
             continue
@@ -119,7 +125,8 @@ def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True)
         if not (run / "model" / "model.safetensors").is_file():
             examples = build_scene_examples(range(first_seed, first_seed + scenes), tok_cfg, tokenizer, tasks,
                                             seed=recipe.seed + i, **dict(kwargs))
-            summaries[name] = _slim(train(model, tokenizer, examples, run, TrainConfig(steps=steps, **common),
+            cfg = TrainConfig(steps=steps, **common, **dict(overrides))
+            summaries[name] = _slim(train(model, tokenizer, examples, run, cfg,
                                           tok_cfg, aux_state=aux_state_of(prev) if prev else None,
                                           progress=progress, model_extra={"recipe": asdict(recipe)}))
             del examples
@@ -167,11 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps-c", type=int, default=ToyRecipe.steps_c)
     p.add_argument("--steps-d", type=int, default=ToyRecipe.steps_d)
     p.add_argument("--steps-e", type=int, default=ToyRecipe.steps_e)
+    p.add_argument("--steps-f", type=int, default=ToyRecipe.steps_f)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--publish", type=Path, help="copy the result here (make train-toy: models/ov2-toy)")
     a = p.parse_args(argv)
     recipe = ToyRecipe(mode=a.mode, steps_a=a.steps_a, steps_a1=a.steps_a1, steps_b=a.steps_b, steps_c=a.steps_c,
-                       steps_d=a.steps_d, steps_e=a.steps_e, threads=a.threads)
+                       steps_d=a.steps_d, steps_e=a.steps_e, steps_f=a.steps_f, threads=a.threads)
     train_toy(a.out, recipe)
     if a.publish:
         print(f"published {publish(a.out, a.publish, recipe)}")

@@ -109,3 +109,50 @@ def test_lora_trains_adapters_and_saves_released_keys(examples, tmp_path):
     vis = "model.visual.embeddings.patch_embedding.weight"
     assert torch.equal(merged[vis], ref[vis])                               # frozen outside the adapters
     assert np.isfinite(merged[q].numpy()).all()
+
+
+def test_locate_loss_binds_the_query_to_its_object(examples, tmp_path):
+    from ov2_ros.codec.synth import make_scene
+    from ov2_ros.train.aux import AuxHead
+    from ov2_ros.train.trainer import aux_state_of
+
+    scene = make_scene(3, num_frames=24)
+    e = next(x for x in examples if x.task == "track")
+    obj = [o.name for o in scene.objects].index(e.text)
+    pts = np.array([scene.point(f, obj) for f in e.window.frame_times if scene.point(f, obj) is not None])
+    assert e.query_xy == pytest.approx(pts.mean(axis=0) / (scene.width, scene.height), abs=1e-5)
+
+    batch = examples[:4]
+    model = build_tiny_random(seed=1)
+
+    def locate(head):
+        with torch.no_grad():
+            b = collate(batch, 257)
+            vis = model.model.get_video_features(b["pixel_values_videos"], b["video_grid_thw"], b["patch_positions"])
+            out = model(inputs_embeds=model.model.embed(b["input_ids"], video_embeds=vis),
+                        attention_mask=b["attention_mask"])
+            return float(head.locate_loss(out.last_hidden_state, b["labels"], b["query_xy"]))
+
+    torch.manual_seed(0)
+    before = locate(AuxHead(model.config.text_config.hidden_size))       # the head train() starts from
+    train(model, load_tokenizer("tiny-random"), batch, tmp_path, TrainConfig(steps=12, locate_weight=2.0,
+          checkpoint_every=50, **FAST), toy_tokenizer_config(), progress=False)
+    head = AuxHead(model.config.text_config.hidden_size)
+    head.load_state_dict(aux_state_of(tmp_path))
+    assert locate(head) < 0.5 * before
+    saved = load_file(str(tmp_path / "model" / "model.safetensors"))
+    assert not any("locate" in k or "proj" == k.split(".")[0] for k in saved)    # training-only: never saved
+
+
+def test_jump_targets_are_the_cycles_that_start_in_the_window():
+    from ov2_ros.codec.synth import make_scene
+    from ov2_ros.train.scenes import moving_spans
+
+    scene = make_scene(100_001, periodic=True)
+    starts = scene.objects[0].cycle_starts
+    lo = starts[1] + 1                              # a window opening just after a cycle started
+    frames = list(range(lo, lo + 20))
+    spans = moving_spans(scene, 0, frames, "jumps")
+    assert spans, "a 20-frame window holds a cycle start of a ~13-frame period"
+    assert all(round(a * scene.fps) in starts for a, _ in spans)
+    assert all(lo <= round(a * scene.fps) < lo + 20 for a, _ in spans)
