@@ -1,5 +1,9 @@
 """A picture of one tokenization (in the spirit of the paper's Figure 4): per-frame bit-cost, each group's cumulative
-cost against its threshold, group boundaries, tokens per group, and a strip of canvases. matplotlib (Agg) only."""
+cost against its threshold (official structure: its readiness, a sum of *estimated* bit-cost block scores; seed
+structure: billed AU bits), group boundaries, tokens per group, and a strip of canvases. matplotlib (Agg) only.
+
+The README figure is made by ``ov2-ros tokenize bikes.mp4 --canvases 32 --plot docs/img/tokenize_bikes.png``
+(bikes.mp4: ``bench/common.py``'s ``bikes_mp4()``, cached in ``bench/.cache/``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,15 +38,18 @@ def plot_tokenization(result, path: str | Path, title: str = "") -> Path:
     ax_bits.set_ylabel("AU size (kbit)")
     ax_bits.set_title(title or "codec-stream tokenization")
 
-    for g in groups:
-        gx = np.arange(g.start_frame, g.end_frame)
-        billed = g.frame_billed if g.frame_billed is not None else g.frame_bits
-        ax_cum.step(gx, np.cumsum(billed) / 1000.0, where="post", color="tab:blue", lw=1.5)
-        ax_cum.hlines(g.threshold / 1000.0, g.start_frame, g.end_frame, colors="tab:red", linestyles="--", lw=1)
-    ax_cum.set_ylabel("group cost (kbit)")
-    ax_cum.plot([], [], color="tab:blue", label="cumulative billed bits")
-    ax_cum.plot([], [], color="tab:red", ls="--", label="threshold when the group closed")
-    ax_cum.legend(loc="upper left", fontsize=8)
+    if all(g.sampled_blocks is not None for g in groups):
+        _readiness_panel(ax_cum, groups)
+    else:
+        for g in groups:
+            gx = np.arange(g.start_frame, g.end_frame)
+            billed = g.frame_billed if g.frame_billed is not None else g.frame_bits
+            ax_cum.step(gx, np.cumsum(billed) / 1000.0, where="post", color="tab:blue", lw=1.5)
+            ax_cum.hlines(g.threshold / 1000.0, g.start_frame, g.end_frame, colors="tab:red", linestyles="--", lw=1)
+        ax_cum.set_ylabel("group cost (kbit)")
+        ax_cum.plot([], [], color="tab:blue", label="cumulative billed bits")
+        ax_cum.plot([], [], color="tab:red", ls="--", label="threshold when the group closed")
+        ax_cum.legend(loc="upper left", fontsize=8)
 
     # tokens per group (non-padding patches / 4) as a bar spanning the group, and selected patches per frame
     per_frame = np.zeros(len(frames), np.int64)
@@ -77,6 +84,32 @@ def plot_tokenization(result, path: str | Path, title: str = "") -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def readiness_curve(group, p_canvases: int = 3) -> np.ndarray:
+    """(n,) an official-structure group's readiness after each of its n sampled frames: the sum of its best
+    ``p_canvases`` canvases' worth of *estimated* bit-cost block scores over the frames after the first (stock FFmpeg
+    exports no per-macroblock bits, so these are the estimator's, not the stream's). Budget as the default config's
+    (4 canvases per group)."""
+    from ov2_ros.codec.grouping import readiness_stats
+
+    blocks = [b.reshape(-1) for b in group.sampled_blocks]
+    budget, bins = p_canvases * blocks[0].size, min(3, p_canvases)
+    return np.array([readiness_stats(blocks[:n], budget, bins)[0] for n in range(1, len(blocks) + 1)])
+
+
+def _readiness_panel(ax, groups) -> None:
+    """Each group's ``readiness_curve`` at its sampled frames against the readiness threshold."""
+    for g in groups:
+        ready = readiness_curve(g)
+        ax.step(g.sampled, ready, where="post", color="tab:blue", lw=1.5)
+        ax.plot(g.sampled, ready, ".", color="tab:blue", ms=3)
+        ax.hlines(g.threshold, g.start_frame, g.end_frame, colors="tab:red", linestyles="--", lw=1)
+    ax.set_ylabel("estimated bit cost\n(block score sum)")
+    ax.plot([], [], color="tab:blue", marker=".", label="readiness: best 3 P-canvases of estimated bit-cost block "
+            "scores (sampled frames; an estimate, not billed bits)")
+    ax.plot([], [], color="tab:red", ls="--", label="readiness threshold")
+    ax.legend(loc="lower right", fontsize=7)
 
 
 def _busiest(groups, max_canvases: int) -> list:

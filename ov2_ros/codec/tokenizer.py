@@ -273,7 +273,8 @@ class CodecTokenizer:
             canvases=tuple(canvases),
             frame_times={r.index: r.time_s for r in records if r.index in shown},
             frame_stamps={r.index: r.stamp for r in records if r.index in shown},
-            frame_billed=None)
+            frame_billed=None, sampled=np.array([r.index for r in records], dtype=np.int64),
+            sampled_blocks=np.stack([r.blocks for r in records]))
         self._next_group += 1
         self._counts["groups"] += 1
         self._counts["canvases"] += len(canvases)

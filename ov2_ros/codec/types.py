@@ -143,6 +143,10 @@ class FrameGroup:
     frame_times: dict[int, float]   # frame index -> seconds, for frames that appear on a canvas or open the group
     frame_stamps: dict[int, Any]    # frame index -> source stamp, same keys
     frame_billed: np.ndarray | None = None   # (end-start,) bits each frame added to the group's cost (anchor 0)
+    # official structure: the group's sampled frames (n,) and their estimated bit-cost block scores
+    # (n, block_rows, block_cols), what its readiness was measured on (``threshold`` is then a readiness sum)
+    sampled: np.ndarray | None = None
+    sampled_blocks: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from ov2_ros.codec.plot import plot_tokenization
 
-        plot_tokenization(result, args.plot, title=f"{Path(args.video).name} ({args.mode})")
+        plot_tokenization(result, args.plot, title=f"{Path(args.video).name} ({args.mode}"
+                          + (f", {args.structure} structure)" if args.mode == "codec" else ")"))
     if args.json:
         print(json.dumps(summary))
     else:
