@@ -304,8 +304,11 @@ class BitCostConfig:
     # full-size reference at its exact MV-displaced position: the full-size residual, subsampled (no resampled
     # reference, so no interpolation texture), at 1/stride^2 of the warp's cost. Median / mean / p10 Spearman, moving
     # 1080p: stride 1 0.51 / 0.54 / 0.41, 2 0.51 / 0.54 / 0.41, 4 0.51 / 0.54 / 0.41 (2.6 ms per sampled frame
-    # at stride 2, 7.6 at 1). None: 2 from 480 lines, else 1 (small frames are cheap; bikes.mp4 at stride 2 ranks
-    # the same, but its readiness groups move).
+    # at stride 2, 7.6 at 1). None: 4 from 720 lines, 2 from 480, else 1 (small frames are cheap; bikes.mp4 at
+    # stride 2 ranks the same, but its readiness groups move). Stride 4 by measurement against 2 (bench/fidelity.py's
+    # moving clips, median / mean / p10 Spearman, P-block Jaccard at 8 / 32 canvases, ms per sampled frame): 720p
+    # 0.535 / 0.558 / 0.36 vs 0.535 / 0.56 / 0.36, Jaccard 0.69 / 0.64 vs 0.68 / 0.56, 0.7 vs 1.9 ms; 1080p 0.51 /
+    # 0.53 / 0.39 for both, Jaccard 0.37 / 0.53 for both, 1.1 vs 4.5 ms.
     stride: int | None = None
 
 
@@ -351,6 +354,7 @@ class _Size:
 
 
 MIN_ANALYSIS_LINES = 240     # half size (shrink) or stride 2 while this many lines remain (BitCostConfig: None)
+STRIDE_4_LINES = 720         # stride 4 from this many source lines (BitCostConfig.stride None)
 
 
 class BitCostEstimator:
@@ -361,7 +365,7 @@ class BitCostEstimator:
     ``BitCostConfig.shrink`` (default: source size) and ``stride``. Measured against the tool's maps (median / mean /
     p10 per-frame Spearman): 1080p full 0.51 / 0.54 / 0.41, half 0.47 / 0.34 / -0.13, quarter 0.17 / - / -0.18;
     720p full 0.54 / 0.57 / 0.38, half 0.54 / 0.43 / -0.17. Per sampled 1080p frame: full ~8 ms, full at stride 2
-    (the default from 480 lines) and half ~3 ms.
+    and half ~3 ms, full at stride 4 (the default from 720 lines) ~1 ms.
     """
 
     def __init__(self, src_height: int, src_width: int, grid: CanvasGrid, config: BitCostConfig = BitCostConfig()):
@@ -371,9 +375,11 @@ class BitCostEstimator:
         if any(v is not None and v not in (1, 2, 4) for v in (config.shrink, config.stride)):
             raise ConfigError(f"BitCostConfig.shrink and stride must be 1, 2, 4 or None, got {config.shrink!r}, "
                               f"{config.stride!r}")
-        auto = 2 if min(src_height, src_width) // 2 >= MIN_ANALYSIS_LINES else 1
+        lines = min(src_height, src_width)
+        auto = 2 if lines // 2 >= MIN_ANALYSIS_LINES else 1
         self.shrink = auto if config.shrink is None else config.shrink
-        self.stride = 1 if self.shrink > 1 else auto if config.stride is None else config.stride
+        auto_stride = 4 if lines >= STRIDE_4_LINES else auto
+        self.stride = 1 if self.shrink > 1 else auto_stride if config.stride is None else config.stride
         ref_size = (src_height // self.shrink, src_width // self.shrink)          # the reference plane's
         self.size = (-(-ref_size[0] // self.stride), -(-ref_size[1] // self.stride))  # the residual's
         self.map = MacroblockMap(src_height, src_width, grid)

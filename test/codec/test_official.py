@@ -316,11 +316,13 @@ def test_bitcost_warp_and_macroblock_means_match_the_plain_computation():
         np.testing.assert_allclose(means[1, 1], image[cell:2 * cell, cell:2 * cell].mean(), rtol=1e-4)
     # with a stride, the residual's pixels are predicted from the full-size reference: the full-size warp, subsampled
     grid = CanvasGrid.for_source(h, w)
-    full, strided = (BitCostEstimator(h, w, grid, BitCostConfig(stride=s)) for s in (1, 2))
+    full = BitCostEstimator(h, w, grid, BitCostConfig(stride=1))
     flow, _ = full.motion.cell_fields(f.mvs)
-    assert strided.size == (68, 80)
-    np.testing.assert_array_equal(strided.warp(prev.luma, flow), full.warp(prev.luma, flow)[::2, ::2])
-    np.testing.assert_array_equal(strided._analysis(f.luma), f.luma[::2, ::2])
+    for s, size in ((2, (68, 80)), (4, (34, 40))):
+        strided = BitCostEstimator(h, w, grid, BitCostConfig(stride=s))
+        assert strided.size == size
+        np.testing.assert_array_equal(strided.warp(prev.luma, flow), full.warp(prev.luma, flow)[::s, ::s])
+        np.testing.assert_array_equal(strided._analysis(f.luma), f.luma[::s, ::s])
 
 
 def test_bitcost_config_shrink_and_stride_are_checked():
@@ -328,7 +330,10 @@ def test_bitcost_config_shrink_and_stride_are_checked():
         with pytest.raises(ConfigError):
             BitCostEstimator(64, 64, CanvasGrid.for_source(64, 64), bad)
     big = BitCostEstimator(720, 1280, CanvasGrid.for_source(720, 1280))
-    assert (big.shrink, big.stride, big.size) == (1, 2, (360, 640))      # default from 480 lines: stride 2
+    assert (big.shrink, big.stride, big.size) == (1, 4, (180, 320))      # default from 720 lines: stride 4
+    mid = BitCostEstimator(480, 854, CanvasGrid.for_source(480, 854))
+    assert (mid.shrink, mid.stride, mid.size) == (1, 2, (240, 427))      # from 480 lines: stride 2
+    assert BitCostEstimator(272, 640, CanvasGrid.for_source(272, 640)).stride == 1
     half = BitCostEstimator(720, 1280, CanvasGrid.for_source(720, 1280), BitCostConfig(shrink=None))
     assert (half.shrink, half.stride) == (2, 1)
 
@@ -341,3 +346,19 @@ def test_bitcost_half_scorer_builds_groups_at_half_size(clip):
         groups[scorer] = [g for au in clip.aus for g in tok.push(au)] + tok.flush()
         assert tok._estimator.config.shrink == (None if scorer == "bitcost_half" else 1)
     assert groups["bitcost_half"] and len(groups["bitcost_half"]) == len(groups["bitcost"])
+
+
+def test_b_frame_files_decode_with_every_mv(tmp_path, clip_factory):
+    """FFmpeg's frame threads export some B-frames' MVs from the wrong picture (run to run), so ``tokenize_file``
+    decodes a B-frame file one thread per picture: the result equals a decode on the calling thread."""
+    from ov2_ros.codec.source import probe
+
+    paths = {}
+    for bframes in (0, 2):
+        paths[bframes] = tmp_path / f"b{bframes}.h264"
+        paths[bframes].write_bytes(b"".join(clip_factory(bframes=bframes).aus))
+    assert probe(paths[2]).b_frames and not probe(paths[0]).b_frames
+    auto = tokenize_file(paths[2], TokenizerConfig(), canvases=8)
+    single = tokenize_file(paths[2], TokenizerConfig(decoder_threads="none"), canvases=8)
+    np.testing.assert_array_equal(auto.patch_positions, single.patch_positions)
+    assert [g.start_frame for g in auto.groups] == [g.start_frame for g in single.groups]
