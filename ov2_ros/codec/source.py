@@ -29,6 +29,7 @@ class VideoInfo:
     width: int
     height: int
     codec: str           # FFmpeg codec name: "h264", "hevc", or whatever else the file holds
+    b_frames: bool = False   # the stream reorders frames (B-frames), from its SPS as FFmpeg reads it
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -41,7 +42,7 @@ def probe(path: str | Path) -> VideoInfo:
         if not frames or not ctx.width or not ctx.height:
             raise VideoFileError(f"{path}: video stream has no frames ({frames} packets, {ctx.width}x{ctx.height})")
         return VideoInfo(frames=int(frames), fps=_fps(stream), width=ctx.width, height=ctx.height,
-                         codec=ctx.name)
+                         codec=ctx.name, b_frames=bool(ctx.has_b_frames))
 
 
 def iter_access_units(path: str | Path) -> Iterator[tuple[bytes, float]]:

@@ -517,6 +517,12 @@ def tokenize_file(path, config: TokenizerConfig = TokenizerConfig(), canvases: i
         from ov2_ros.codec.errors import UnsupportedFormatError
 
         raise UnsupportedFormatError(f"{path}: video codec is {info.codec}, only h264 and hevc can be tokenized")
+    if info.b_frames and info.codec == "h264" and config.mode != "uniform" and config.decoder_threads == "frame":
+        # FFmpeg's frame threads export some B-frames' MVs from the wrong picture, differently from run to run
+        # (bikes.mp4: 11-20 of its B-frames, a third to a half of their MVs replaced; their pictures are right); one
+        # thread per picture exports them all. bench/fidelity.py, bikes.mp4: P-block Jaccard 0.40 / 0.34 at 8 / 32
+        # canvases every run, against 0.37-0.40 / 0.33-0.34 from run to run with frame threads.
+        config = replace(config, decoder_threads="slice")
     grouper = sampler = None
     if canvases is not None:
         if canvases < config.canvases_per_group or canvases % config.canvases_per_group:

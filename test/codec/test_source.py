@@ -46,7 +46,8 @@ def decode_file(path, codec="h264"):
 def test_container_gives_annexb_access_units_that_decode_every_frame(tmp_path, name, encoder, bframes):
     codec = "hevc" if encoder == "libx265" else "h264"
     path = write_video(tmp_path / name, encoder, bframes=bframes)
-    assert probe(path) == VideoInfo(frames=FRAMES, fps=30.0, width=160, height=120, codec=codec)
+    assert probe(path) == VideoInfo(frames=FRAMES, fps=30.0, width=160, height=120, codec=codec,
+                                    b_frames=bframes > 0)
     aus = list(iter_access_units(path))
     assert len(aus) == FRAMES
     entries = 0
