@@ -127,7 +127,7 @@ def official_block_scores(bits: np.ndarray, mb_map: MacroblockMap) -> np.ndarray
 def score_fidelity(path: Path, official: dict) -> dict:
     """Per-frame Spearman of each scorer's block scores against the official maps, over every non-I frame."""
     info = probe(path)
-    dec = StreamDecoder(info.codec)
+    dec = StreamDecoder(info.codec, threads="slice" if info.b_frames else "frame")   # every B-frame MV, as ours
     frames = [f for au, _ in iter_access_units(path) for f in dec.decode(au)] + dec.flush()
     h, w = frames[0].height, frames[0].width
     grid = CanvasGrid.for_source(h, w, 14, 150_000)
