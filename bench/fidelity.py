@@ -40,7 +40,8 @@ from ov2_ros.codec.tokenizer import tokenize_file  # noqa: E402
 from ov2_ros.codec.types import TokenizerConfig  # noqa: E402
 
 BENCH_PY = common.REPO_ROOT / ".venv-bench" / "bin" / "python"
-SCORERS = {"bitcost": BitCostConfig(), "stride_1": BitCostConfig(stride=1), "half_size": BitCostConfig(shrink=None),
+SCORERS = {"bitcost": BitCostConfig(), "stride_1": BitCostConfig(stride=1), "stride_2": BitCostConfig(stride=2),
+           "half_size": BitCostConfig(shrink=None),
            "mvd_0.6": BitCostConfig(mvd=0.6),
            "residual": BitCostConfig(intra=0.0, mvd=0.0), "residual+intra": BitCostConfig(mvd=0.0),
            "mean_residual+intra+mvd": BitCostConfig(rms=False)}
