@@ -14,7 +14,8 @@ for every frame), then the project, in its official structure and in the seed's 
   selection rule run on the official maps and groups (checks the selection code alone);
 - block scores: per sampled non-I frame, Spearman rank correlation of block scores against the official maps'
   blocks, for the bit-cost estimate, its parts (residual only, + intra MBs), other choices (no stride, half size, MV
-  weight 0.6) and the seed saliency.
+  weight 0.6) and the seed saliency; with ``--skip-flags``, also the estimate plus the decoder's own skip flags
+  (what a decoder exporting ``mb_type`` would give).
 """
 from __future__ import annotations
 
@@ -125,8 +126,46 @@ def official_block_scores(bits: np.ndarray, mb_map: MacroblockMap) -> np.ndarray
     return mb_map(normalise_log_bits(np.log1p(np.maximum(bits[:, :-1], 0))))
 
 
-def score_fidelity(path: Path, official: dict) -> dict:
-    """Per-frame Spearman of each scorer's block scores against the official maps, over every non-I frame."""
+def skip_flags(path: Path) -> list[np.ndarray] | None:
+    """Per decoded picture, (mb_rows, mb_cols) bool: FFmpeg skipped the macroblock (``debug=mb_type`` log, 'S').
+
+    Measurement only (``--skip-flags``): what the decoder knows and the estimate has to guess, since a skipped
+    macroblock has no residual while ours shows the deblocking filter's and the interpolation's differences. One
+    thread (with frame threads the logging decoder stalled); None for B-frame clips (the log is in decode order).
+    """
+    import re
+
+    import av
+    import av.logging
+
+    if probe(path).b_frames:
+        return None
+    row = re.compile(r"^\s*\d+ (.*)$")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        ctx = av.CodecContext.create(stream.codec_context.name, "r")
+        ctx.extradata = stream.codec_context.extradata
+        ctx.options, ctx.thread_type = {"debug": "mb_type"}, "NONE"
+        av.logging.set_level(av.logging.DEBUG)
+        try:
+            with av.logging.Capture(True) as logs:
+                for packet in container.demux(stream):
+                    if packet.size:
+                        ctx.decode(packet)
+        finally:
+            av.logging.set_level(None)
+    grids: list[list[str]] = []
+    for _, _, msg in logs:
+        if msg.startswith("New frame"):
+            grids.append([])
+        elif grids and (m := row.match(msg.rstrip("\n"))) and not m.group(1).replace(" ", "").isdigit():
+            grids[-1].append(m.group(1))
+    return [np.array([[line[i:i + 3].strip() == "S" for i in range(0, len(line), 3)] for line in g]) for g in grids]
+
+
+def score_fidelity(path: Path, official: dict, with_skip_flags: bool = False) -> dict:
+    """Per-frame Spearman of each scorer's block scores against the official maps, over every non-I frame.
+    ``with_skip_flags``: also the default estimate plus 1 on every macroblock the decoder did not skip."""
     info = probe(path)
     dec = StreamDecoder(info.codec, threads="slice" if info.b_frames else "frame")   # every B-frame MV, as ours
     frames = [f for au, _ in iter_access_units(path) for f in dec.decode(au)] + dec.flush()
@@ -135,13 +174,20 @@ def score_fidelity(path: Path, official: dict) -> dict:
     mb_map = MacroblockMap(h, w, grid)
     estimators = {k: BitCostEstimator(h, w, grid, c) for k, c in SCORERS.items()}
     saliency = SaliencyScorer(h, w, grid)
+    skips = skip_flags(path) if with_skip_flags else None
     out: dict[str, list[float]] = {k: [] for k in [*SCORERS, "seed_saliency"]}
-    for prev, f in zip(frames, frames[1:]):
+    if skips is not None:
+        out["bitcost+skip_flags"] = []
+    for i, (prev, f) in enumerate(zip(frames, frames[1:]), start=1):
         if official["pict_type"].get(f.index, "I") == "I" or f.index not in official["bits"]:
             continue
         ref = official_block_scores(official["bits"][f.index], mb_map)
         for k, est in estimators.items():
             out[k].append(spearman(est.score(f.luma, prev.luma, f.mvs), ref))
+        if skips is not None and skips[i].shape == (mb_map.mb_rows, mb_map.mb_cols):
+            coded = ~skips[i]
+            log_bits = estimators["bitcost"].log_bits(f.luma, prev.luma, f.mvs, False) + coded
+            out["bitcost+skip_flags"].append(spearman(mb_map(normalise_log_bits(log_bits)), ref))
         cur = saliency.analysis_luma(resize_plane(f.luma, grid.height, grid.width))
         old = saliency.analysis_luma(resize_plane(prev.luma, grid.height, grid.width))
         out["seed_saliency"].append(spearman(saliency.score(cur, old, f.mvs).blocks, ref))
@@ -177,7 +223,8 @@ def ours_run(path: Path, canvases: int, structure_name: str) -> tuple[list[np.nd
             dict(res.timings))
 
 
-def bench_clip(name: str, path: Path, budgets: tuple[int, ...], tokenizer, tmp: Path) -> dict:
+def bench_clip(name: str, path: Path, budgets: tuple[int, ...], tokenizer, tmp: Path,
+               with_skip_flags: bool = False) -> dict:
     fps = float(probe(path).fps)
     row: dict = {"path": path.name}
     first = None
@@ -206,7 +253,7 @@ def bench_clip(name: str, path: Path, budgets: tuple[int, ...], tokenizer, tmp: 
                 "prompt_runs_ratio": common.ratio(s["prompt_runs"], entry["official"]["prompt_runs"]),
                 "group_count_diff": groups - entry["official"]["groups"], "timings": timings}
         row[str(budget)] = entry
-    row["score_spearman"] = score_fidelity(path, first)
+    row["score_spearman"] = score_fidelity(path, first, with_skip_flags)
     return row
 
 
@@ -232,6 +279,9 @@ def goals(rows: dict, budgets) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="bikes.mp4 and one synthetic clip, 8 canvases")
+    parser.add_argument("--skip-flags", action="store_true",
+                        help="also score the estimate plus the decoder's own skip flags (FFmpeg debug=mb_type, one "
+                             "thread, slow; clips without B-frames)")
     args = parser.parse_args(argv)
     if not BENCH_PY.exists():
         print(f"{BENCH_PY} missing: make .venv-bench/.installed")
@@ -249,7 +299,7 @@ def main(argv=None) -> int:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in clips.items():
-            rows[name] = bench_clip(name, path, budgets, tokenizer, Path(tmp))
+            rows[name] = bench_clip(name, path, budgets, tokenizer, Path(tmp), args.skip_flags)
             print(f"{name}: done", flush=True)
     t = common.Table("Structure and block choice vs the official tool (ours = official structure; seed in brackets)",
                      ["clip", "canvases", "groups ours/off", "frames w/ patches ours/off", "runs ours/off",
@@ -264,10 +314,11 @@ def main(argv=None) -> int:
                   e["selection_on_official_maps_jaccard"])
     print(t, end="\n\n")
     t = common.Table("Per-frame Spearman of block scores vs the official bit-cost maps (median / p10)",
-                     ["clip", *SCORERS, "seed_saliency"])
+                     ["clip", *SCORERS, "seed_saliency", *(["bitcost+skip_flags"] if args.skip_flags else [])])
     for name, row in rows.items():
         sp = row["score_spearman"]
-        t.add(name, *[f"{fmt(sp[k]['median'])} / {fmt(sp[k]['p10'])}" for k in [*SCORERS, "seed_saliency"]])
+        t.add(name, *[f"{fmt(sp[k]['median'])} / {fmt(sp[k]['p10'])}" if k in sp else "-"
+                      for k in [*SCORERS, "seed_saliency", *(["bitcost+skip_flags"] if args.skip_flags else [])]])
     print(t, end="\n\n")
     g = goals(rows, budgets)
     t = common.Table("Goals (issue 9)", ["goal", "value", "met"])
