@@ -76,16 +76,23 @@ def write_outputs(result, out: Path, summary: dict) -> None:
     import cv2
     import numpy as np
 
-    out.mkdir(parents=True, exist_ok=True)
-    canvases = []
-    for i, c in enumerate(result.canvases):
-        name = f"canvas_{i:03d}.png"
-        if not cv2.imwrite(str(out / name), cv2.cvtColor(c.pixels, cv2.COLOR_RGB2BGR)):
-            from ov2_ros.errors import Ov2Error
+    from concurrent.futures import ThreadPoolExecutor
 
-            raise Ov2Error(f"could not write {out / name}")
-        canvases.append({"file": name, "kind": c.kind, "group": c.group, "frames": c.frames.tolist(),
-                         "patches": int((c.positions[:, 0] >= 0).sum())})
+    out.mkdir(parents=True, exist_ok=True)
+    names = [f"canvas_{i:03d}.png" for i in range(len(result.canvases))]
+
+    def write(name: str, pixels) -> bool:
+        return cv2.imwrite(str(out / name), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+
+    # PNG encoding releases the GIL: two at a time halve its ~6 ms per canvas on a 2-core machine
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        written = list(pool.map(write, names, [c.pixels for c in result.canvases]))
+    if not all(written):
+        from ov2_ros.errors import Ov2Error
+
+        raise Ov2Error(f"could not write {out / names[written.index(False)]}")
+    canvases = [{"file": name, "kind": c.kind, "group": c.group, "frames": c.frames.tolist(),
+                 "patches": int((c.positions[:, 0] >= 0).sum())} for name, c in zip(names, result.canvases)]
     np.save(out / "patch_positions.npy", result.patch_positions.astype(np.int32))
     meta = dict(summary, canvas_files=canvases,
                 group_thresholds=[g.threshold for g in result.groups])
