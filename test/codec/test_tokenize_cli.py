@@ -76,6 +76,14 @@ def test_out_dir_and_plot(video, tmp_path, capsys):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 20_000
 
 
+def test_unwritable_canvas_is_one_clear_error(video, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "canvas_001.png").mkdir(parents=True)          # a directory where a canvas must go: imwrite fails
+    assert main(["tokenize", str(video), "--canvases", "8", "--out", str(out), "--json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not write" in err[0] and "canvas_001.png" in err[0]
+
+
 def test_human_summary(video, capsys):
     assert main(["tokenize", str(video), "--mode", "uniform"]) == 0
     out = capsys.readouterr().out
