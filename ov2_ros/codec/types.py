@@ -141,6 +141,7 @@ class FrameGroup:
     threshold: float                # the bit-cost threshold the group was closed against
     canvases: tuple[Canvas, ...]
     frame_times: dict[int, float]   # frame index -> seconds, for frames that appear on a canvas or open the group
+                                    # (official structure: on a canvas; a bad first frame is not shown)
     frame_stamps: dict[int, Any]    # frame index -> source stamp, same keys
     frame_billed: np.ndarray | None = None   # (end-start,) bits each frame added to the group's cost (anchor 0)
     # official structure: the group's sampled frames (n,) and their estimated bit-cost block scores
