@@ -137,10 +137,15 @@ class CodecTokenizer:
     def push(self, au: bytes, stamp: Any = None) -> list[FrameGroup]:
         """Decode one access unit; the groups it closed (usually none). Decoder errors propagate unchanged
         (``BitstreamError``, ``DecodeError``) and leave the tokenizer's state as it was."""
+        return self._push_all(self.decode(au, stamp))
+
+    def decode(self, au: bytes, stamp: Any = None) -> list[DecodedFrame]:
+        """The first half of ``push``: decode one access unit (timed into ``stats.decode_s``), tokenize nothing;
+        ``push_frame`` each frame, in order, is the second half (``tokenize_file`` runs the halves on two threads)."""
         t0 = time.perf_counter()
         frames = self.decoder.decode(au, stamp)
         self._decode_s += time.perf_counter() - t0
-        return self._push_all(frames)
+        return frames
 
     def push_frame(self, frame: DecodedFrame) -> list[FrameGroup]:
         """Tokenize one decoded frame (output order); the groups it closed."""
@@ -497,6 +502,48 @@ def official_plan(path, config: TokenizerConfig, canvases: int, codec: str) -> l
                               config.group_size)
 
 
+def decoded_ahead(tok: CodecTokenizer, aus, depth: int = 8):
+    """The frames of each (AU, stamp) of ``aus``, decoded by ``tok.decode`` on a worker thread up to ``depth`` AUs
+    ahead of the caller, who tokenizes them meanwhile (FFmpeg and OpenCV release the GIL, so the two overlap on two
+    cores; the frames and their order are those of ``tok.push`` per AU). The worker's errors are raised here, and
+    leaving the loop early stops the worker."""
+    import queue
+    import threading
+
+    done, stop = object(), threading.Event()
+    q: queue.Queue = queue.Queue(maxsize=depth)
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for au, stamp in aus:
+                if not put(tok.decode(au, stamp)):
+                    return
+        except BaseException as exc:          # handed to the caller's thread and raised there
+            put(exc)
+            return
+        put(done)
+
+    worker = threading.Thread(target=work, name="ov2-decode-ahead", daemon=True)
+    worker.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def tokenize_file(path, config: TokenizerConfig = TokenizerConfig(), canvases: int | None = None,
                   progress=None) -> TokenizeResult:
     """Feed a video file's packets one by one through a ``CodecTokenizer`` and keep every group.
@@ -537,8 +584,9 @@ def tokenize_file(path, config: TokenizerConfig = TokenizerConfig(), canvases: i
                          offline=sampler is not None)
     groups: list[FrameGroup] = []
     bits: list[int] = []
-    for au, pts in iter_access_units(path):
-        groups += tok.push(au, pts)
+    for frames in decoded_ahead(tok, iter_access_units(path)):
+        for frame in frames:
+            groups += tok.push_frame(frame)
         if progress is not None:
             progress(1)
     groups += tok.flush()

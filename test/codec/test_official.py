@@ -362,3 +362,32 @@ def test_b_frame_files_decode_with_every_mv(tmp_path, clip_factory):
     single = tokenize_file(paths[2], TokenizerConfig(decoder_threads="none"), canvases=8)
     np.testing.assert_array_equal(auto.patch_positions, single.patch_positions)
     assert [g.start_frame for g in auto.groups] == [g.start_frame for g in single.groups]
+
+
+def test_decoded_ahead_keeps_order_raises_the_workers_error_and_stops(clip):
+    """``tokenize_file``'s decode thread: the frames of each AU in order (as ``push`` would decode them), an error of
+    the AU source raised in the consumer after the frames before it, and a consumer that stops early stops it."""
+    import threading
+
+    from ov2_ros.codec.errors import VideoFileError
+    from ov2_ros.codec.tokenizer import decoded_ahead
+
+    def aus(n, fail=False):
+        for i, au in enumerate(clip.aus[:n]):
+            yield au, i / 30
+        if fail:
+            raise VideoFileError("clip.mp4: packet #10 is damaged")
+
+    ahead = [f.index for frames in decoded_ahead(CodecTokenizer(TokenizerConfig()), aus(40)) for f in frames]
+    tok = CodecTokenizer(TokenizerConfig())
+    inline = [f.index for au, t in aus(40) for f in tok.decode(au, t)]
+    assert ahead == inline and len(ahead) >= 38
+    seen = []
+    with pytest.raises(VideoFileError, match="packet #10"):
+        for frames in decoded_ahead(CodecTokenizer(TokenizerConfig()), aus(10, fail=True)):
+            seen += frames
+    assert len(seen) >= 8
+    before = threading.active_count()
+    for _ in decoded_ahead(CodecTokenizer(TokenizerConfig()), aus(60), depth=2):
+        break
+    assert threading.active_count() <= before and not any(t.name == "ov2-decode-ahead" for t in threading.enumerate())
