@@ -7,6 +7,7 @@ pts back on the frame it produced, which maps frames to their own AU's stamp and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -120,6 +121,9 @@ class StreamDecoder:
             raise ConfigError(f"fps must be > 0, got {fps!r}")
         self.codec: Codec = codec
         self.threads, self.thread_count, self.export_mvs, self.fps = threads, thread_count, export_mvs, fps
+        # (index, time_s, key_frame) -> whether a frame's MVs are read out (copied from the side data); others get
+        # none. The official tokenizer sets its sampler's ``peek``: a skipped frame's MVs are never used.
+        self.mv_filter: Callable[[int, float, bool], bool] | None = None
         self.gate = EntryGate(codec)
         self.resolution: tuple[int, int] | None = None   # (width, height) of the current stream
         self._ctx = self._open_context()
@@ -286,11 +290,13 @@ class StreamDecoder:
             if self.resolution is not None:
                 self._counts["resolution_changes"] += 1
             self.resolution = size
+        time_s, pict_type, key = self._time_of(index, stamp), _PICT_TYPES.get(int(frame.pict_type), "?"), \
+            bool(frame.key_frame)
+        wanted = self.export_mvs and (self.mv_filter is None or self.mv_filter(index, time_s, key or pict_type == "I"))
         return DecodedFrame(
-            index=index, time_s=self._time_of(index, stamp), stamp=stamp, bits=bits,
-            pict_type=_PICT_TYPES.get(int(frame.pict_type), "?"), key_frame=bool(frame.key_frame),
+            index=index, time_s=time_s, stamp=stamp, bits=bits, pict_type=pict_type, key_frame=key,
             width=frame.width, height=frame.height, luma=luma_view(frame),
-            mvs=motion_vectors(frame) if self.export_mvs else EMPTY_MVS, frame=frame, corrupt=bool(frame.is_corrupt))
+            mvs=motion_vectors(frame) if wanted else EMPTY_MVS, frame=frame, corrupt=bool(frame.is_corrupt))
 
     def _time_of(self, index: int, stamp: Any) -> float:
         if self.fps is not None:

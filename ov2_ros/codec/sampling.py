@@ -75,6 +75,8 @@ class SetSampler:
     def take(self, index: int, time_s: float, key_frame: bool) -> bool:
         return index in self.frame_ids
 
+    peek = take
+
 
 class RateSampler:
     """Live sampling at ``sample_fps`` frames per second of stream time (0: every frame); see the module docstring."""
@@ -85,6 +87,13 @@ class RateSampler:
 
     def reset(self) -> None:
         self.next_time: float | None = None
+
+    def peek(self, index: int, time_s: float, key_frame: bool) -> bool:
+        """``take``'s answer now, without advancing. Never False where ``take`` after the frames before this one
+        can be True (taking only moves ``next_time`` later), so the decoder may skip the MVs of frames it rejects."""
+        if self.period == 0.0:
+            return True
+        return not key_frame and (self.next_time is None or time_s + 1e-3 >= self.next_time)
 
     def take(self, index: int, time_s: float, key_frame: bool) -> bool:
         if self.period == 0.0:

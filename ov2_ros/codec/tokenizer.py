@@ -102,6 +102,8 @@ class CodecTokenizer:
 
             self._decoder = StreamDecoder(self.codec, threads=self.config.decoder_threads,
                                           thread_count=self.config.thread_count, fps=self.fps_hint)
+            if self.official:    # only sampled frames are scored: the others' MVs are not copied out
+                self._decoder.mv_filter = self.sampler.peek
         return self._decoder
 
     @property

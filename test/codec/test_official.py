@@ -391,3 +391,42 @@ def test_decoded_ahead_keeps_order_raises_the_workers_error_and_stops(clip):
     for _ in decoded_ahead(CodecTokenizer(TokenizerConfig()), aus(60), depth=2):
         break
     assert threading.active_count() <= before and not any(t.name == "ov2-decode-ahead" for t in threading.enumerate())
+
+
+def test_skipped_frames_mvs_are_not_read_and_nothing_changes(clip):
+    """Live official structure: the decoder copies MVs only for frames the sampler may take (``peek``); the groups
+    are those of a decoder that reads every frame's MVs."""
+    def run(filtered):
+        tok = CodecTokenizer(TokenizerConfig(sample_fps=10.0), fps=30.0)
+        if not filtered:
+            tok.decoder.mv_filter = None
+        frames = []
+        groups = []
+        for au in clip.aus:
+            decoded = tok.decoder.decode(au)
+            frames += decoded
+            groups += [g for f in decoded for g in tok.push_frame(f)]
+        return groups + tok.flush(), frames
+
+    (lean, frames), (full, all_frames) = run(True), run(False)
+    assert len(lean) == len(full) >= 2
+    for a, b in zip(lean, full):
+        assert (a.start_frame, a.end_frame) == (b.start_frame, b.end_frame)
+        for ca, cb in zip(a.canvases, b.canvases):
+            np.testing.assert_array_equal(ca.positions, cb.positions)
+    sampled = {int(t) for g in lean for t in g.sampled}
+    skipped = [f for f in frames if f.index not in sampled and f.pict_type == "P"]
+    # peek is conservative (frames decoded in one call are peeked before the first is taken) and a dropped tail was
+    # sampled: almost every other P frame goes without its MVs
+    assert skipped and sum(len(f.mvs) == 0 for f in skipped) >= 0.9 * len(skipped)
+    assert all(len(f.mvs) > 0 for f in all_frames if f.pict_type == "P")
+
+
+def test_rate_sampler_peek_is_take_without_advancing():
+    s, shadow = RateSampler(4.0), RateSampler(4.0)
+    for i in range(120):
+        key = i % 60 == 0
+        seen = s.peek(i, i / 30, key)
+        assert s.peek(i, i / 30, key) == seen                  # no state change
+        assert seen == shadow.take(i, i / 30, key) == s.take(i, i / 30, key)
+    assert SetSampler([3]).peek(3, 0.0, False) and not SetSampler([3]).peek(4, 0.0, False)
