@@ -49,6 +49,11 @@ def seeded_random_model(config, seed: int = TINY_RANDOM_SEED):
             # present by default: a random presence head calls objects absent half the time, and SAM2 then blanks
             # the mask to a constant, which would leave nothing to compare (lost state is tested via the threshold)
             net.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(PRESENCE_BIAS)
+            # one random-Fourier matrix encodes image positions and prompt points (SAM2's single pe_layer; the
+            # released checkpoints hold it twice, equal). Drawn apart, a point's code matches no image position,
+            # and a model trained from this init learns to ignore its prompts and mask every shape.
+            net.prompt_encoder.shared_embedding.positional_embedding.copy_(
+                net.shared_image_embedding.positional_embedding)
     return net
 
 

@@ -49,6 +49,8 @@ class Sam2Recipe:
     threads: int = 1
     init: str = ""                 # warm start from this saved model (a second stage on longer clips)
     seed_offset: int = 0           # scene seeds start at 200_000 + this (a second stage sees new scenes)
+    min_objects: int = 1           # only scenes with this many shapes: with one in view, "segment every shape"
+                                   # is as good as following the prompt, and the first stages learned just that
 
 
 def _clips(recipe: Sam2Recipe, seed0: int):
@@ -59,6 +61,8 @@ def _clips(recipe: Sam2Recipe, seed0: int):
     out = []
     for s in range(seed0, seed0 + recipe.scenes):
         frames, objects, masks, _ = scene_frames(s, num_frames=48)
+        if len(objects) < recipe.min_objects:
+            continue
         for _ in range(4):
             j = int(rng.integers(len(objects)))
             start = int(rng.integers(0, len(frames) - recipe.clip_frames))
@@ -157,10 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-frames", type=int, default=Sam2Recipe.clip_frames)
     p.add_argument("--lr", type=float, default=Sam2Recipe.lr)
     p.add_argument("--init", default="", help="warm start from a saved model folder")
+    p.add_argument("--scenes", type=int, default=Sam2Recipe.scenes)
+    p.add_argument("--min-objects", type=int, default=Sam2Recipe.min_objects)
+    p.add_argument("--seed-offset", type=int, help="scene seeds from 200000 + this (default 1000 with --init)")
     p.add_argument("--publish", type=Path, help="copy the model and curve here (make train-toy: models/sam2-toy)")
     a = p.parse_args(argv)
+    offset = a.seed_offset if a.seed_offset is not None else (1000 if a.init else 0)
     recipe = Sam2Recipe(steps=a.steps, threads=a.threads, clip_frames=a.clip_frames, lr=a.lr, init=a.init,
-                        seed_offset=1000 if a.init else 0)
+                        seed_offset=offset, scenes=a.scenes, min_objects=a.min_objects)
     print(json.dumps(train_sam2(a.out, recipe)))
     if a.publish:
         publish(a.out, a.publish)

@@ -105,6 +105,29 @@ def test_sam2_toy_masks_cover_the_object_from_one_point():
     assert float(np.mean(js)) >= 0.6, f"mean J {np.mean(js):.3f}"
 
 
+@pytest.mark.xfail(strict=True, reason="issue 13: sam2-toy ignores its point prompt and masks every shape in view "
+                                       "(models/sam2-toy/README.md); retrain to fix")
+def test_sam2_toy_segments_the_prompted_shape_not_every_shape():
+    """Two shapes in view: the point decides which one the mask covers (a model that masks every shape scores
+    J ~0.5 on each of two and passes a one-object check)."""
+    from ov2_ros.eval.metrics import jaccard
+    from ov2_ros.segment import MaskTracker
+    from ov2_ros.codec.synth import scene_frames
+
+    seed = next(s for s in HELD_OUT if len(scene_frames(s, num_frames=1)[1]) >= 2)
+    frames, objects, masks, _ = scene_frames(seed, num_frames=4)
+    for j in range(len(objects)):
+        ys, xs = np.nonzero(masks[0, j])
+        if len(xs) < 50:
+            continue
+        with MaskTracker(model="sam2-toy") as tracker:
+            tracker.add_points(0, 1, [[float(np.median(xs)), float(np.median(ys))]], [1])
+            out = [tracker.push(i, rgb)[1].mask for i, rgb in enumerate(frames)]
+        own = np.mean([jaccard(m, masks[i, j]) for i, m in enumerate(out)])
+        others = [np.mean([jaccard(m, masks[i, k]) for i, m in enumerate(out)]) for k in range(len(objects)) if k != j]
+        assert own >= 0.5 and own > max(others) + 0.3, f"{objects[j].name}: J {own:.2f}, other shapes {others}"
+
+
 def test_demo_defaults_to_the_toy_models_and_publishes_tracks_and_masks(tmp_path, capsys):
     from ov2_ros.cli import main
 
