@@ -29,6 +29,7 @@ class AuxHead(nn.Module):
         self.classes = classes
         self.proj = nn.Linear(width, classes * 3 + 2)
         self.locate = nn.Linear(width, 2)       # text side: the queried object's centroid (x, y) in [0, 1]
+        self.name = nn.Linear(width, classes)   # text side: which named object the query asks about
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.proj(tokens)
@@ -50,18 +51,25 @@ class AuxHead(nn.Module):
         return bce + mse
 
 
-    def locate_loss(self, hidden: torch.Tensor, labels: torch.Tensor, query_xy: torch.Tensor) -> torch.Tensor:
+    def locate_loss(self, hidden: torch.Tensor, labels: torch.Tensor, query_xy: torch.Tensor,
+                    query_class: torch.Tensor | None = None, name_weight: float = 0.0) -> torch.Tensor:
         """hidden (B, L, D) last LM hidden states, labels (B, L) (-100 off the answer), query_xy (B, 2) the queried
         object's mean centroid over the window (NaN: not visible). MSE at every position that predicts an answer
-        token."""
+        token; with ``name_weight``, plus the CE of the queried object's name there (``query_class`` (B,), -1:
+        none): the tiny tokenizer spells names letter by letter, and the answer must first know which one it is."""
         predicts = torch.zeros_like(labels, dtype=torch.bool)
         predicts[:, :-1] = labels[:, 1:] != -100
-        predicts &= torch.isfinite(query_xy).all(dim=1)[:, None]
-        if not predicts.any():
-            return hidden.sum() * 0.0
-        xy = torch.sigmoid(self.locate(hidden[predicts].float()))
-        target = query_xy[:, None, :].expand(-1, labels.shape[1], -1)[predicts]
-        return F.mse_loss(xy, target)
+        located = predicts & torch.isfinite(query_xy).all(dim=1)[:, None]
+        loss = hidden.sum() * 0.0
+        if located.any():
+            xy = torch.sigmoid(self.locate(hidden[located].float()))
+            loss = loss + F.mse_loss(xy, query_xy[:, None, :].expand(-1, labels.shape[1], -1)[located])
+        if name_weight > 0 and query_class is not None:
+            named = predicts & (query_class >= 0)[:, None]
+            if named.any():
+                target = query_class[:, None].expand(-1, labels.shape[1])[named]
+                loss = loss + name_weight * F.cross_entropy(self.name(hidden[named].float()), target)
+        return loss
 
 
 def block_stats(mask: np.ndarray, grid: CanvasGrid) -> np.ndarray:

@@ -29,6 +29,7 @@ class Example:
     answer: str
     aux: np.ndarray | None = None    # (tokens, classes, 3) float32 per-token (fraction, cx, cy), synthetic data only
     query_xy: np.ndarray | None = None   # (2,) the queried object's mean centroid in the window, 0-1 (synthetic)
+    query_class: int = -1                # the queried object's index in synth.OBJECT_NAMES (synthetic; -1: none)
 
     @property
     def answer_tokens(self) -> int:
@@ -41,13 +42,14 @@ def model_positions(window: CodecWindow) -> np.ndarray:
 
 
 def encode_example(tokenizer, window: CodecWindow, task: str, text: str, answer: str,
-                   aux: np.ndarray | None = None, query_xy: np.ndarray | None = None) -> Example:
+                   aux: np.ndarray | None = None, query_xy: np.ndarray | None = None,
+                   query_class: int = -1) -> Example:
     """The prompt ``VlmRuntime.prepare`` builds for ``task: text`` on ``window``, followed by ``answer`` + eos."""
     p_ids = prepare_inputs(window, prompt_instruction(task, text), tokenizer).input_ids[0].tolist()
     a_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = np.asarray(p_ids + a_ids, np.int64)
     labels = np.asarray([IGNORE] * len(p_ids) + a_ids, np.int64)
-    return Example(ids, labels, window, task, text, answer, aux, query_xy)
+    return Example(ids, labels, window, task, text, answer, aux, query_xy, query_class)
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -77,4 +79,5 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     if any(e.query_xy is not None for e in examples):
         batch["query_xy"] = torch.tensor(np.stack([e.query_xy if e.query_xy is not None else np.full(2, np.nan)
                                                    for e in examples]), dtype=torch.float32)
+        batch["query_class"] = torch.tensor([e.query_class for e in examples], dtype=torch.int64)
     return batch

@@ -92,7 +92,8 @@ def scene_examples(scene: SyntheticScene, config: TokenizerConfig, tokenizer, ta
                     stats_cache[f] = {OBJECT_NAMES.index(o.name): block_stats(scene.masks[f, j], grid)
                                       for j, o in enumerate(scene.objects)}
             targets = token_targets(model_positions(window), stats_cache)
-        yield encode_example(tokenizer, window, task, text, answer, targets, _mean_xy(scene, obj, window))
+        yield encode_example(tokenizer, window, task, text, answer, targets, _mean_xy(scene, obj, window),
+                             OBJECT_NAMES.index(scene.objects[obj].name))
 
 
 def _mean_xy(scene: SyntheticScene, obj: int, window: CodecWindow) -> np.ndarray | None:

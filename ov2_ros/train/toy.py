@@ -62,6 +62,12 @@ class ToyRecipe:
     scenes_f: int = 200                                 # stage F: stage B's tasks on 1-3-object scenes, with the
     steps_f: int = 1500                                 # aux head's locate loss (binds the query to its shape)
     locate_weight: float = 2.0
+    scenes_g: int = 200                                 # stage G: as F, plus the aux head's name loss (F alone
+    steps_g: int = 1500                                 # located better but still mixed up the named shapes)
+    name_weight: float = 0.5
+    scenes_h: int = 200                                 # stage H: as G with twice the span share (G traded span
+    steps_h: int = 1500                                 # tIoU for track F1)
+    tasks_h: tuple[str, ...] = ("track", "ground", "ground", "point")
 
     def stages(self):
         """(name, first scene seed, scenes, steps, tasks, scene options, TrainConfig overrides) in training order."""
@@ -73,7 +79,11 @@ class ToyRecipe:
                 ("d", STAGE_D_SEEDS, self.scenes_d, self.steps_d, ("track", "track", "point"), one, ()),
                 ("e", STAGE_E_SEEDS, self.scenes_e, self.steps_e, self.tasks_b, one, ()),
                 ("f", STAGE_F_SEEDS, self.scenes_f, self.steps_f, self.tasks_b, (),
-                 (("locate_weight", self.locate_weight),)))
+                 (("locate_weight", self.locate_weight),)),
+                ("g", STAGE_G_SEEDS, self.scenes_g, self.steps_g, self.tasks_b, (),
+                 (("locate_weight", self.locate_weight), ("name_weight", self.name_weight))),
+                ("h", STAGE_H_SEEDS, self.scenes_h, self.steps_h, self.tasks_h, (),
+                 (("locate_weight", self.locate_weight), ("name_weight", self.name_weight))))
 
     def last_stage(self) -> str:
         return [name for name, _seed, _scenes, steps, *_ in self.stages() if steps > 0][-1]
@@ -81,7 +91,8 @@ class ToyRecipe:
 
 HELD_OUT = range(100_000, 100_012)       # evaluation scenes: never trained on
 STAGE_A_SEEDS, STAGE_A1_SEEDS, STAGE_B_SEEDS = 0, 20_000, 10_000
-STAGE_C_SEEDS, STAGE_D_SEEDS, STAGE_E_SEEDS, STAGE_F_SEEDS = 30_000, 40_000, 50_000, 70_000
+STAGE_C_SEEDS, STAGE_D_SEEDS, STAGE_E_SEEDS = 30_000, 40_000, 50_000
+STAGE_F_SEEDS, STAGE_G_SEEDS, STAGE_H_SEEDS = 70_000, 80_000, 90_000
 
 
 def build_toy_model(seed: int = 0, attn: str = "sdpa"):
@@ -175,11 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps-d", type=int, default=ToyRecipe.steps_d)
     p.add_argument("--steps-e", type=int, default=ToyRecipe.steps_e)
     p.add_argument("--steps-f", type=int, default=ToyRecipe.steps_f)
+    p.add_argument("--steps-g", type=int, default=ToyRecipe.steps_g)
+    p.add_argument("--steps-h", type=int, default=ToyRecipe.steps_h)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--publish", type=Path, help="copy the result here (make train-toy: models/ov2-toy)")
     a = p.parse_args(argv)
     recipe = ToyRecipe(mode=a.mode, steps_a=a.steps_a, steps_a1=a.steps_a1, steps_b=a.steps_b, steps_c=a.steps_c,
-                       steps_d=a.steps_d, steps_e=a.steps_e, steps_f=a.steps_f, threads=a.threads)
+                       steps_d=a.steps_d, steps_e=a.steps_e, steps_f=a.steps_f, steps_g=a.steps_g, steps_h=a.steps_h,
+                       threads=a.threads)
     train_toy(a.out, recipe)
     if a.publish:
         print(f"published {publish(a.out, a.publish, recipe)}")

@@ -33,6 +33,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     aux_weight: float = 1.0           # 0: no aux head
     locate_weight: float = 0.0        # the aux head's text-side "where is the queried object" loss (0: off)
+    name_weight: float = 0.0          # ... and its "which object is asked about" loss (needs locate_weight > 0)
     seed: int = 0
     checkpoint_every: int = 100
     threads: int = 1
@@ -56,7 +57,7 @@ def batch_indices(n: int, step: int, batch: int, seed: int) -> np.ndarray:
 
 
 def loss_of(model, batch: dict, aux_head: AuxHead | None, aux_weight: float,
-            locate_weight: float = 0.0) -> tuple[torch.Tensor, float, float]:
+            locate_weight: float = 0.0, name_weight: float = 0.0) -> tuple[torch.Tensor, float, float]:
     """(total loss, LM loss, aux loss) of one batch; LM loss on answer tokens only (labels elsewhere -100)."""
     vis = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"],
                                          batch["patch_positions"])
@@ -67,7 +68,8 @@ def loss_of(model, batch: dict, aux_head: AuxHead | None, aux_weight: float,
     if aux_head is not None and "aux" in batch and aux_weight > 0:
         la = aux_head.loss(vis, batch["aux"], batch["aux_valid"], batch.get("aux_where"))
         if locate_weight > 0 and "query_xy" in batch:
-            la = la + locate_weight * aux_head.locate_loss(out.last_hidden_state, batch["labels"], batch["query_xy"])
+            la = la + locate_weight * aux_head.locate_loss(out.last_hidden_state, batch["labels"], batch["query_xy"],
+                                                           batch.get("query_class"), name_weight)
         total = total + aux_weight * la
         aux = float(la.detach())
     return total, float(out.loss.detach()), aux
@@ -94,7 +96,7 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
     aux_head = AuxHead(width).to(device) if cfg.aux_weight > 0 and examples[0].aux is not None else None
     if aux_head is not None and aux_state:
         missing, unexpected = aux_head.load_state_dict(aux_state, strict=False)
-        if unexpected or any(not k.startswith("locate.") for k in missing):   # older stages had no locate layer
+        if unexpected or any(not k.startswith(("locate.", "name.")) for k in missing):   # older stages lacked them
             raise TrainDataError(f"aux-head state does not fit: missing {missing}, unexpected {unexpected}")
     params = list(trainable if trainable is not None else model.parameters())
     if aux_head is not None:
@@ -126,7 +128,8 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            loss, lm, aux = loss_of(model, _to(batch, device), aux_head, cfg.aux_weight, cfg.locate_weight)
+            loss, lm, aux = loss_of(model, _to(batch, device), aux_head, cfg.aux_weight, cfg.locate_weight,
+                                    cfg.name_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

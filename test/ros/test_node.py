@@ -346,3 +346,32 @@ def test_overlay_topic_shows_the_answer_on_its_source_frame(ros, small_clip, mak
     assert (img.header.stamp.sec, img.header.stamp.nanosec) in stream.sent        # a source frame's stamp
     picture = np.frombuffer(bytes(img.data), np.uint8).reshape(120, 160, 3)
     assert picture[:12].mean() < picture[40:].mean()                              # the caption band on top
+
+
+def test_ov2_toy_tracks_the_named_shape_on_the_tracking_topic(ros):
+    """The result path on a model that perceives (no scripted text): ``model: ov2-toy`` by name, its recorded
+    tokenizer settings applied, on a held-out one-object scene; the published points sit on the shape at the
+    stamps of the frames they name."""
+    from ov2_ros.codec.synth import make_scene
+    from ov2_ros.train.toy import HELD_OUT
+
+    scene = make_scene(HELD_OUT[2])
+    out = outputs(ros)
+    node = ros.add(Ov2Node(parameter_overrides=[Parameter("model", value="ov2-toy"),
+                                                Parameter("segment", value=False)]))
+    assert node.state == "active"
+    stream = Stream(ros)
+    send_query(ros, f"track: {scene.objects[0].name}")
+    stream.play(scene.aus, fps=scene.fps)          # real time: a busy model skips to the newest window
+    ros.wait_until(lambda: node.pipeline.stats.aus >= scene.num_frames and len(out["answer"]) >= 3, 120,
+                   "every AU decoded and three answers")
+    time.sleep(1.0)                                  # the answer to the last window, if one is still running
+    frame_of = {s: i for i, s in enumerate(stream.sent)}
+    hits = []
+    for msg in list(out["points"]):
+        frame = frame_of[(msg.header.stamp.sec, msg.header.stamp.nanosec)]    # a source stamp, never a new one
+        box = scene.box(frame, 0)
+        if box is not None:
+            hits.append(box[0] - 4 <= msg.point.x <= box[2] + 4 and box[1] - 4 <= msg.point.y <= box[3] + 4)
+    assert len(hits) >= 12, f"{len(out['answer'])} answers, {len(hits)} points on frames with the shape"
+    assert np.mean(hits) >= 0.7, f"{np.mean(hits):.2f} of published points on the shape"

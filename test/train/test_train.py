@@ -112,7 +112,7 @@ def test_lora_trains_adapters_and_saves_released_keys(examples, tmp_path):
 
 
 def test_locate_loss_binds_the_query_to_its_object(examples, tmp_path):
-    from ov2_ros.codec.synth import make_scene
+    from ov2_ros.codec.synth import OBJECT_NAMES, make_scene
     from ov2_ros.train.aux import AuxHead
     from ov2_ros.train.trainer import aux_state_of
 
@@ -121,6 +121,7 @@ def test_locate_loss_binds_the_query_to_its_object(examples, tmp_path):
     obj = [o.name for o in scene.objects].index(e.text)
     pts = np.array([scene.point(f, obj) for f in e.window.frame_times if scene.point(f, obj) is not None])
     assert e.query_xy == pytest.approx(pts.mean(axis=0) / (scene.width, scene.height), abs=1e-5)
+    assert OBJECT_NAMES[e.query_class] == e.text
 
     batch = examples[:4]
     model = build_tiny_random(seed=1)
@@ -131,17 +132,17 @@ def test_locate_loss_binds_the_query_to_its_object(examples, tmp_path):
             vis = model.model.get_video_features(b["pixel_values_videos"], b["video_grid_thw"], b["patch_positions"])
             out = model(inputs_embeds=model.model.embed(b["input_ids"], video_embeds=vis),
                         attention_mask=b["attention_mask"])
-            return float(head.locate_loss(out.last_hidden_state, b["labels"], b["query_xy"]))
+            return float(head.locate_loss(out.last_hidden_state, b["labels"], b["query_xy"], b["query_class"], 0.5))
 
     torch.manual_seed(0)
     before = locate(AuxHead(model.config.text_config.hidden_size))       # the head train() starts from
     train(model, load_tokenizer("tiny-random"), batch, tmp_path, TrainConfig(steps=12, locate_weight=2.0,
-          checkpoint_every=50, **FAST), toy_tokenizer_config(), progress=False)
+          name_weight=0.5, checkpoint_every=50, **FAST), toy_tokenizer_config(), progress=False)
     head = AuxHead(model.config.text_config.hidden_size)
     head.load_state_dict(aux_state_of(tmp_path))
     assert locate(head) < 0.5 * before
     saved = load_file(str(tmp_path / "model" / "model.safetensors"))
-    assert not any("locate" in k or "proj" == k.split(".")[0] for k in saved)    # training-only: never saved
+    assert not any(k.split(".")[0] in ("proj", "locate", "name") for k in saved)    # training-only: never saved
 
 
 def test_jump_targets_are_the_cycles_that_start_in_the_window():
