@@ -44,10 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     for mode in ("codec", "uniform"):
         t0 = time.perf_counter()
+        later = {f"steps_{stage}": 0 for stage in "cdefghi"}     # its short A+B recipe, not the shipped C-I
         recipe = ToyRecipe(mode=mode, steps_a=a.steps_a, steps_b=a.steps_b, scenes_a=a.scenes_a,
-                           scenes_b=a.scenes_b, steps_c=0, steps_d=0, steps_e=0, steps_f=0, steps_g=0, steps_h=0,
-                           threads=a.threads,
-                           tokenizer=ABLATION_TOKENIZER)     # its short A+B recipe, not the shipped model's C-E
+                           scenes_b=a.scenes_b, threads=a.threads, tokenizer=ABLATION_TOKENIZER, **later)
         train_toy(a.work / mode, recipe, progress=False)
         train_s = time.perf_counter() - t0
         held = evaluate_model(str(a.work / mode / "stage_b" / "model"), gt, gt.parent, a.work / f"eval_{mode}",
