@@ -46,9 +46,10 @@ def window_range_s(results: ReplayResults, window: WindowRecord) -> tuple[float,
 def predicted_events(results: ReplayResults) -> list[float]:
     """Start times of the answered spans; each window replaces the older windows' events inside its range."""
     events: list[float] = []
+    frame_s = _frame_interval_s(results)
     for window, answer in results.answers():
         lo, hi = window_range_s(results, window)
-        events = [t for t in events if not lo <= t <= hi] + [s.start_s for s in _answered_spans(results, answer, lo)
+        events = [t for t in events if not lo <= t <= hi] + [s.start_s for s in _answered_spans(answer, lo, frame_s)
                                                              if lo <= s.start_s <= hi]
     return sorted(events)
 
@@ -60,13 +61,14 @@ def predicted_spans(results: ReplayResults) -> list[tuple[float, float]]:
     one frame interval, as between two back-to-back windows) are one span: without that, a stream answered in short
     windows could never score a span longer than one window."""
     spans: list[tuple[float, float]] = []
+    frame_s = _frame_interval_s(results)
     for window, answer in results.answers():
         lo, hi = window_range_s(results, window)
         kept = [(s, min(e, lo)) for s, e in spans if s < lo] + [(max(s, hi), e) for s, e in spans if e > hi]
         new = [(max(lo, min(s.start_s, s.end_s)), min(hi, max(s.start_s, s.end_s)))
-               for s in _answered_spans(results, answer, lo)]
+               for s in _answered_spans(answer, lo, frame_s)]
         spans = kept + [(a, b) for a, b in new if a <= b]
-    gap = _frame_interval_s(results) * 1.5
+    gap = frame_s * 1.5
     merged: list[list[float]] = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1] + gap:
@@ -76,11 +78,11 @@ def predicted_spans(results: ReplayResults) -> list[tuple[float, float]]:
     return [(a, b) for a, b in merged]
 
 
-def _answered_spans(results: ReplayResults, answer, first_s: float):
+def _answered_spans(answer, first_s: float, frame_s: float):
     """The answer's spans without the "nothing in this window" answer: a zero-length span at the window's first
-    frame (what training renders when a window holds no span)."""
-    tol = _frame_interval_s(results) / 2
-    return [s for s in answer.spans if not (abs(s.end_s - s.start_s) < 1e-9 and abs(s.start_s - first_s) < tol)]
+    frame (what training renders when a window holds no span); ``frame_s``: the stream's frame interval."""
+    return [s for s in answer.spans
+            if not (abs(s.end_s - s.start_s) < 1e-9 and abs(s.start_s - first_s) < frame_s / 2)]
 
 
 def _frame_interval_s(results: ReplayResults) -> float:

@@ -76,22 +76,19 @@ class ToyRecipe:
     def stages(self):
         """(name, first scene seed, scenes, steps, tasks, scene options, TrainConfig overrides) in training order."""
         one = (("max_objects", 1),)
+        locate = (("locate_weight", self.locate_weight),)
+        bind = (*locate, ("name_weight", self.name_weight))
         return (("a", STAGE_A_SEEDS, self.scenes_a, self.steps_a, ("point",), (), ()),
                 ("a1", STAGE_A1_SEEDS, self.scenes_a1, self.steps_a1, ("point",), one, ()),
                 ("b", STAGE_B_SEEDS, self.scenes_b, self.steps_b, self.tasks_b, (), ()),
                 ("c", STAGE_C_SEEDS, self.scenes_c, self.steps_c, self.tasks_b, (), ()),
                 ("d", STAGE_D_SEEDS, self.scenes_d, self.steps_d, ("track", "track", "point"), one, ()),
                 ("e", STAGE_E_SEEDS, self.scenes_e, self.steps_e, self.tasks_b, one, ()),
-                ("f", STAGE_F_SEEDS, self.scenes_f, self.steps_f, self.tasks_b, (),
-                 (("locate_weight", self.locate_weight),)),
-                ("g", STAGE_G_SEEDS, self.scenes_g, self.steps_g, self.tasks_b, (),
-                 (("locate_weight", self.locate_weight), ("name_weight", self.name_weight))),
-                ("h", STAGE_H_SEEDS, self.scenes_h, self.steps_h, self.tasks_h, (),
-                 (("locate_weight", self.locate_weight), ("name_weight", self.name_weight))),
-                ("i", STAGE_I_SEEDS, self.scenes_i, self.steps_i, self.tasks_b, (),
-                 (("locate_weight", self.locate_weight), ("name_weight", self.name_weight))),
-                ("j", STAGE_J_SEEDS, self.scenes_j, self.steps_j, self.tasks_b, (),
-                 (("locate_weight", self.locate_weight), ("name_weight", self.name_weight))))
+                ("f", STAGE_F_SEEDS, self.scenes_f, self.steps_f, self.tasks_b, (), locate),
+                ("g", STAGE_G_SEEDS, self.scenes_g, self.steps_g, self.tasks_b, (), bind),
+                ("h", STAGE_H_SEEDS, self.scenes_h, self.steps_h, self.tasks_h, (), bind),
+                ("i", STAGE_I_SEEDS, self.scenes_i, self.steps_i, self.tasks_b, (), bind),
+                ("j", STAGE_J_SEEDS, self.scenes_j, self.steps_j, self.tasks_b, (), bind))
 
     def last_stage(self) -> str:
         return [name for name, _seed, _scenes, steps, *_ in self.stages() if steps > 0][-1]
