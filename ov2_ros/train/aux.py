@@ -9,6 +9,10 @@ With 2-3 shapes in view that is not enough: the vision tokens say which shape is
 are a weak signal for *which* of them the query names. ``AuxHead.locate_loss`` asks the language model's last
 hidden state at every answer position for the queried object's centroid in the window (MSE): to answer it, the
 text side must attend to the tokens of the named shape, which is the binding the answer needs.
+
+Knowing where the shape is does not say whether it moved: ``when:`` answers stayed near chance while tracks got
+good. With ``move_weight`` the same positions also predict, per window frame, whether the queried object is moving
+there (BCE), which is what a span answer is read from.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from ov2_ros.codec.packing import CanvasGrid
 from ov2_ros.codec.synth import OBJECT_NAMES
 
 PRESENT = 0.05          # token fraction above which the centroid target counts
+MOVE_FRAMES = 8         # window frames the motion target covers (longer windows: the first 8)
 
 
 class AuxHead(nn.Module):
@@ -30,6 +35,7 @@ class AuxHead(nn.Module):
         self.proj = nn.Linear(width, classes * 3 + 2)
         self.locate = nn.Linear(width, 2)       # text side: the queried object's centroid (x, y) in [0, 1]
         self.name = nn.Linear(width, classes)   # text side: which named object the query asks about
+        self.move = nn.Linear(width, MOVE_FRAMES)   # text side: is the queried object moving at window frame i
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.proj(tokens)
@@ -52,11 +58,14 @@ class AuxHead(nn.Module):
 
 
     def locate_loss(self, hidden: torch.Tensor, labels: torch.Tensor, query_xy: torch.Tensor,
-                    query_class: torch.Tensor | None = None, name_weight: float = 0.0) -> torch.Tensor:
+                    query_class: torch.Tensor | None = None, name_weight: float = 0.0,
+                    query_moving: torch.Tensor | None = None, move_weight: float = 0.0) -> torch.Tensor:
         """hidden (B, L, D) last LM hidden states, labels (B, L) (-100 off the answer), query_xy (B, 2) the queried
         object's mean centroid over the window (NaN: not visible). MSE at every position that predicts an answer
         token; with ``name_weight``, plus the CE of the queried object's name there (``query_class`` (B,), -1:
-        none): the tiny tokenizer spells names letter by letter, and the answer must first know which one it is."""
+        none): the tiny tokenizer spells names letter by letter, and the answer must first know which one it is.
+        With ``move_weight``, plus the BCE of ``query_moving`` (B, MOVE_FRAMES) per-frame moving flags (NaN: no
+        such frame)."""
         predicts = torch.zeros_like(labels, dtype=torch.bool)
         predicts[:, :-1] = labels[:, 1:] != -100
         located = predicts & torch.isfinite(query_xy).all(dim=1)[:, None]
@@ -69,6 +78,13 @@ class AuxHead(nn.Module):
             if named.any():
                 target = query_class[:, None].expand(-1, labels.shape[1])[named]
                 loss = loss + name_weight * F.cross_entropy(self.name(hidden[named].float()), target)
+        if move_weight > 0 and query_moving is not None:
+            rows, frames = torch.nonzero(predicts, as_tuple=True)
+            target = query_moving[rows]
+            known = torch.isfinite(target)
+            if known.any():
+                logits = self.move(hidden[rows, frames].float())
+                loss = loss + move_weight * F.binary_cross_entropy_with_logits(logits[known], target[known])
         return loss
 
 

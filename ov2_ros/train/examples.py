@@ -30,6 +30,7 @@ class Example:
     aux: np.ndarray | None = None    # (tokens, classes, 3) float32 per-token (fraction, cx, cy), synthetic data only
     query_xy: np.ndarray | None = None   # (2,) the queried object's mean centroid in the window, 0-1 (synthetic)
     query_class: int = -1                # the queried object's index in synth.OBJECT_NAMES (synthetic; -1: none)
+    query_moving: np.ndarray | None = None   # (frames,) 1.0 where the queried object moves, per window frame
 
     @property
     def answer_tokens(self) -> int:
@@ -43,13 +44,13 @@ def model_positions(window: CodecWindow) -> np.ndarray:
 
 def encode_example(tokenizer, window: CodecWindow, task: str, text: str, answer: str,
                    aux: np.ndarray | None = None, query_xy: np.ndarray | None = None,
-                   query_class: int = -1) -> Example:
+                   query_class: int = -1, query_moving: np.ndarray | None = None) -> Example:
     """The prompt ``VlmRuntime.prepare`` builds for ``task: text`` on ``window``, followed by ``answer`` + eos."""
     p_ids = prepare_inputs(window, prompt_instruction(task, text), tokenizer).input_ids[0].tolist()
     a_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = np.asarray(p_ids + a_ids, np.int64)
     labels = np.asarray([IGNORE] * len(p_ids) + a_ids, np.int64)
-    return Example(ids, labels, window, task, text, answer, aux, query_xy, query_class)
+    return Example(ids, labels, window, task, text, answer, aux, query_xy, query_class, query_moving)
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -80,4 +81,13 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
         batch["query_xy"] = torch.tensor(np.stack([e.query_xy if e.query_xy is not None else np.full(2, np.nan)
                                                    for e in examples]), dtype=torch.float32)
         batch["query_class"] = torch.tensor([e.query_class for e in examples], dtype=torch.int64)
+    if any(e.query_moving is not None for e in examples):
+        from ov2_ros.train.aux import MOVE_FRAMES
+
+        moving = np.full((len(examples), MOVE_FRAMES), np.nan, np.float32)
+        for i, e in enumerate(examples):
+            if e.query_moving is not None:
+                m = e.query_moving[:MOVE_FRAMES]
+                moving[i, :len(m)] = m
+        batch["query_moving"] = torch.from_numpy(moving)
     return batch

@@ -93,7 +93,7 @@ def scene_examples(scene: SyntheticScene, config: TokenizerConfig, tokenizer, ta
                                       for j, o in enumerate(scene.objects)}
             targets = token_targets(model_positions(window), stats_cache)
         yield encode_example(tokenizer, window, task, text, answer, targets, _mean_xy(scene, obj, window),
-                             OBJECT_NAMES.index(scene.objects[obj].name))
+                             OBJECT_NAMES.index(scene.objects[obj].name), _moving_flags(scene, obj, window))
 
 
 def _mean_xy(scene: SyntheticScene, obj: int, window: CodecWindow) -> np.ndarray | None:
@@ -102,6 +102,14 @@ def _mean_xy(scene: SyntheticScene, obj: int, window: CodecWindow) -> np.ndarray
     if not pts:
         return None
     return (np.mean(pts, axis=0) / (scene.width, scene.height)).astype(np.float32)
+
+
+def _moving_flags(scene: SyntheticScene, obj: int, window: CodecWindow) -> np.ndarray:
+    """Per window frame (time order) 1.0 where the object moves (the frames ``moving_spans`` counts), NaN past the
+    clip's end."""
+    moving = scene.objects[obj].moving
+    return np.array([np.nan if f >= scene.num_frames else float(any(a <= f < b for a, b in moving))
+                     for f in sorted(window.frame_times)], np.float32)
 
 
 def build_scene_examples(seeds: Sequence[int], config: TokenizerConfig, tokenizer, tasks: Sequence[str],

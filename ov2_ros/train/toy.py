@@ -72,12 +72,31 @@ class ToyRecipe:
     steps_i: int = 1500                                 # spans had not held, tracks kept improving
     scenes_j: int = 200                                 # stage J: as I on fresh scenes (track F1 0.73 -> 0.77)
     steps_j: int = 1500
+    scenes_k: int = 200                                 # stage K: as J on fresh scenes, from a new aux head (the
+    steps_k: int = 1500                                 # shipped J's head was not kept; see fresh_aux)
+    scenes_l: int = 200                                 # stage L: as K plus the aux head's motion loss (K's
+    steps_l: int = 1500                                 # "when:" spans stayed near chance)
+    move_weight: float = 1.0
+    scenes_m: int = 200                                 # stage M: as L on fresh scenes
+    steps_m: int = 1500
+    scenes_n: int = 200                                 # stage N: as M, the motion loss on `when` examples only
+    steps_n: int = 1500                                 # (L and M traded track F1 for span tIoU)
+    scenes_o: int = 200                                 # stage O: from the mean of K's and N's weights (K tracks
+    steps_o: int = 1500                                 # best, N spans best; the mean is between on both), as N
+    lr_o: float = 5e-4                                  # at half the learning rate
+    scenes_p: int = 200                                 # stage P: as O on fresh scenes
+    steps_p: int = 1500
+    soups: tuple[tuple[str, str, float], ...] = (("o", "k", 0.5),)   # (stage, other stage, w): the stage starts
+                                                        # from (1 - w) x the previous stage + w x the other one
+    fresh_aux: tuple[str, ...] = ("k",)                 # stages that start from a newly initialised aux head
 
     def stages(self):
         """(name, first scene seed, scenes, steps, tasks, scene options, TrainConfig overrides) in training order."""
         one = (("max_objects", 1),)
         locate = (("locate_weight", self.locate_weight),)
         bind = (*locate, ("name_weight", self.name_weight))
+        move = (*bind, ("move_weight", self.move_weight))
+        move_when = (*move, ("move_tasks", ("ground",)))
         return (("a", STAGE_A_SEEDS, self.scenes_a, self.steps_a, ("point",), (), ()),
                 ("a1", STAGE_A1_SEEDS, self.scenes_a1, self.steps_a1, ("point",), one, ()),
                 ("b", STAGE_B_SEEDS, self.scenes_b, self.steps_b, self.tasks_b, (), ()),
@@ -88,7 +107,13 @@ class ToyRecipe:
                 ("g", STAGE_G_SEEDS, self.scenes_g, self.steps_g, self.tasks_b, (), bind),
                 ("h", STAGE_H_SEEDS, self.scenes_h, self.steps_h, self.tasks_h, (), bind),
                 ("i", STAGE_I_SEEDS, self.scenes_i, self.steps_i, self.tasks_b, (), bind),
-                ("j", STAGE_J_SEEDS, self.scenes_j, self.steps_j, self.tasks_b, (), bind))
+                ("j", STAGE_J_SEEDS, self.scenes_j, self.steps_j, self.tasks_b, (), bind),
+                ("k", STAGE_K_SEEDS, self.scenes_k, self.steps_k, self.tasks_b, (), bind),
+                ("l", STAGE_L_SEEDS, self.scenes_l, self.steps_l, self.tasks_b, (), move),
+                ("m", STAGE_M_SEEDS, self.scenes_m, self.steps_m, self.tasks_b, (), move),
+                ("n", STAGE_N_SEEDS, self.scenes_n, self.steps_n, self.tasks_b, (), move_when),
+                ("o", STAGE_O_SEEDS, self.scenes_o, self.steps_o, self.tasks_b, (), (*move_when, ("lr", self.lr_o))),
+                ("p", STAGE_P_SEEDS, self.scenes_p, self.steps_p, self.tasks_b, (), (*move_when, ("lr", self.lr_o))))
 
     def last_stage(self) -> str:
         return [name for name, _seed, _scenes, steps, *_ in self.stages() if steps > 0][-1]
@@ -98,6 +123,9 @@ HELD_OUT = range(100_000, 100_012)       # evaluation scenes: never trained on
 STAGE_A_SEEDS, STAGE_A1_SEEDS, STAGE_B_SEEDS = 0, 20_000, 10_000
 STAGE_C_SEEDS, STAGE_D_SEEDS, STAGE_E_SEEDS = 30_000, 40_000, 50_000
 STAGE_F_SEEDS, STAGE_G_SEEDS, STAGE_H_SEEDS, STAGE_I_SEEDS, STAGE_J_SEEDS = 70_000, 80_000, 90_000, 95_000, 97_000
+STAGE_K_SEEDS, STAGE_L_SEEDS, STAGE_M_SEEDS, STAGE_N_SEEDS, STAGE_O_SEEDS = 98_000, 99_000, 101_000, 102_000, 103_000
+STAGE_P_SEEDS = 104_000
+VALIDATION = range(110_000, 110_006)     # stage selection: a stage is kept if it gains here (HELD_OUT is reported)
 
 
 def build_toy_model(seed: int = 0, attn: str = "sdpa"):
@@ -118,7 +146,6 @@ def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True)
     """The stages in order, each in ``out/stage_<name>`` (resumable; a finished stage is skipped) and warm-started
     from the one before with its aux head; the model is ``out/stage_<last>/model``."""
     import torch
-    from safetensors.torch import load_file
 
     from ov2_ros.model.loading import load_tokenizer
     from ov2_ros.train.scenes import build_scene_examples
@@ -137,13 +164,13 @@ def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True)
         if steps <= 0:
             continue
         if prev is not None:
-            model.load_state_dict(load_file(str(prev / "model" / "model.safetensors")), strict=False)
+            model.load_state_dict(stage_weights(out, prev.name.removeprefix("stage_"), name, recipe), strict=False)
         if not (run / "model" / "model.safetensors").is_file():
             examples = build_scene_examples(range(first_seed, first_seed + scenes), tok_cfg, tokenizer, tasks,
                                             seed=recipe.seed + i, **dict(kwargs))
-            cfg = TrainConfig(steps=steps, **common, **dict(overrides))
+            cfg = TrainConfig(steps=steps, **{**common, **dict(overrides)})
             summaries[name] = _slim(train(model, tokenizer, examples, run, cfg,
-                                          tok_cfg, aux_state=aux_state_of(prev) if prev else None,
+                                          tok_cfg, aux_state=aux_state_of(prev) if prev and name not in recipe.fresh_aux else None,
                                           progress=progress, model_extra={"recipe": asdict(recipe)}))
             del examples
         elif (run / "loss.json").is_file():     # finished earlier: keep its numbers in recipe.json
@@ -151,6 +178,18 @@ def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True)
         prev = run
     (out / "recipe.json").write_text(json.dumps({"recipe": asdict(recipe), "stages": summaries}, indent=2))
     return summaries
+
+
+def stage_weights(out: Path, prev: str, name: str, recipe: ToyRecipe) -> dict:
+    """The weights stage ``name`` starts from: stage ``prev``'s, or their mean with another stage's (``soups``)."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(Path(out) / f"stage_{prev}" / "model" / "model.safetensors"))
+    for stage, other, w in recipe.soups:
+        if stage == name:
+            mix = load_file(str(Path(out) / f"stage_{other}" / "model" / "model.safetensors"))
+            weights = {k: (1 - w) * v.float() + w * mix[k].float() for k, v in weights.items()}
+    return weights
 
 
 def publish(run: Path, dest: Path, recipe: ToyRecipe = ToyRecipe()) -> Path:
@@ -195,12 +234,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps-h", type=int, default=ToyRecipe.steps_h)
     p.add_argument("--steps-i", type=int, default=ToyRecipe.steps_i)
     p.add_argument("--steps-j", type=int, default=ToyRecipe.steps_j)
+    p.add_argument("--steps-k", type=int, default=ToyRecipe.steps_k)
+    p.add_argument("--steps-l", type=int, default=ToyRecipe.steps_l)
+    p.add_argument("--steps-m", type=int, default=ToyRecipe.steps_m)
+    p.add_argument("--steps-n", type=int, default=ToyRecipe.steps_n)
+    p.add_argument("--steps-o", type=int, default=ToyRecipe.steps_o)
+    p.add_argument("--steps-p", type=int, default=ToyRecipe.steps_p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--publish", type=Path, help="copy the result here (make train-toy: models/ov2-toy)")
     a = p.parse_args(argv)
     recipe = ToyRecipe(mode=a.mode, steps_a=a.steps_a, steps_a1=a.steps_a1, steps_b=a.steps_b, steps_c=a.steps_c,
                        steps_d=a.steps_d, steps_e=a.steps_e, steps_f=a.steps_f, steps_g=a.steps_g, steps_h=a.steps_h,
-                       steps_i=a.steps_i, steps_j=a.steps_j,
+                       steps_i=a.steps_i, steps_j=a.steps_j, steps_k=a.steps_k, steps_l=a.steps_l, steps_m=a.steps_m, steps_n=a.steps_n, steps_o=a.steps_o, steps_p=a.steps_p,
                        threads=a.threads)
     train_toy(a.out, recipe)
     if a.publish:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,8 @@ class TrainConfig:
     aux_weight: float = 1.0           # 0: no aux head
     locate_weight: float = 0.0        # the aux head's text-side "where is the queried object" loss (0: off)
     name_weight: float = 0.0          # ... and its "which object is asked about" loss (needs locate_weight > 0)
+    move_weight: float = 0.0          # ... and its "is the queried object moving, per frame" loss (ditto)
+    move_tasks: tuple[str, ...] = ("point", "track", "ground")   # the examples the motion loss applies to
     seed: int = 0
     checkpoint_every: int = 100
     threads: int = 1
@@ -57,7 +59,8 @@ def batch_indices(n: int, step: int, batch: int, seed: int) -> np.ndarray:
 
 
 def loss_of(model, batch: dict, aux_head: AuxHead | None, aux_weight: float,
-            locate_weight: float = 0.0, name_weight: float = 0.0) -> tuple[torch.Tensor, float, float]:
+            locate_weight: float = 0.0, name_weight: float = 0.0,
+            move_weight: float = 0.0) -> tuple[torch.Tensor, float, float]:
     """(total loss, LM loss, aux loss) of one batch; LM loss on answer tokens only (labels elsewhere -100)."""
     vis = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"],
                                          batch["patch_positions"])
@@ -69,7 +72,8 @@ def loss_of(model, batch: dict, aux_head: AuxHead | None, aux_weight: float,
         la = aux_head.loss(vis, batch["aux"], batch["aux_valid"], batch.get("aux_where"))
         if locate_weight > 0 and "query_xy" in batch:
             la = la + locate_weight * aux_head.locate_loss(out.last_hidden_state, batch["labels"], batch["query_xy"],
-                                                           batch.get("query_class"), name_weight)
+                                                           batch.get("query_class"), name_weight,
+                                                           batch.get("query_moving"), move_weight)
         total = total + aux_weight * la
         aux = float(la.detach())
     return total, float(out.loss.detach()), aux
@@ -88,6 +92,7 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
     (default all; LoRA passes the adapters); ``merge``: fold LoRA adapters in before the final save."""
     if not examples:
         raise TrainDataError("no training examples (every clip was empty or fitted no window)")
+    examples = [e if e.task in cfg.move_tasks else replace(e, query_moving=None) for e in examples]
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     out = Path(out)
@@ -96,7 +101,7 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
     aux_head = AuxHead(width).to(device) if cfg.aux_weight > 0 and examples[0].aux is not None else None
     if aux_head is not None and aux_state:
         missing, unexpected = aux_head.load_state_dict(aux_state, strict=False)
-        if unexpected or any(not k.startswith(("locate.", "name.")) for k in missing):   # older stages lacked them
+        if unexpected or any(not k.startswith(("locate.", "name.", "move.")) for k in missing):   # older stages lacked them
             raise TrainDataError(f"aux-head state does not fit: missing {missing}, unexpected {unexpected}")
     params = list(trainable if trainable is not None else model.parameters())
     if aux_head is not None:
@@ -129,7 +134,7 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
             g["lr"] = lr_at(step, cfg)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             loss, lm, aux = loss_of(model, _to(batch, device), aux_head, cfg.aux_weight, cfg.locate_weight,
-                                    cfg.name_weight)
+                                    cfg.name_weight, cfg.move_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

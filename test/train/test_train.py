@@ -122,27 +122,52 @@ def test_locate_loss_binds_the_query_to_its_object(examples, tmp_path):
     pts = np.array([scene.point(f, obj) for f in e.window.frame_times if scene.point(f, obj) is not None])
     assert e.query_xy == pytest.approx(pts.mean(axis=0) / (scene.width, scene.height), abs=1e-5)
     assert OBJECT_NAMES[e.query_class] == e.text
+    moving = scene.objects[obj].moving
+    assert e.query_moving.tolist() == [float(any(a <= f < b for a, b in moving)) for f in sorted(e.window.frame_times)]
 
-    batch = examples[:4]
+    batch = examples[1:5]                   # both still and moving queries
+    assert any(np.nansum(x.query_moving) > 0 for x in batch) and any(np.nanmin(x.query_moving) == 0 for x in batch)
     model = build_tiny_random(seed=1)
 
-    def locate(head):
+    def locate(head, **kw):
         with torch.no_grad():
             b = collate(batch, 257)
             vis = model.model.get_video_features(b["pixel_values_videos"], b["video_grid_thw"], b["patch_positions"])
             out = model(inputs_embeds=model.model.embed(b["input_ids"], video_embeds=vis),
                         attention_mask=b["attention_mask"])
-            return float(head.locate_loss(out.last_hidden_state, b["labels"], b["query_xy"], b["query_class"], 0.5))
+            return float(head.locate_loss(out.last_hidden_state, b["labels"], b["query_xy"], b["query_class"], 0.5,
+                                          b["query_moving"], **kw))
 
     torch.manual_seed(0)
-    before = locate(AuxHead(model.config.text_config.hidden_size))       # the head train() starts from
+    start = AuxHead(model.config.text_config.hidden_size)       # the head train() starts from
+    before, before_move = locate(start), locate(start, move_weight=1.0) - locate(start)
     train(model, load_tokenizer("tiny-random"), batch, tmp_path, TrainConfig(steps=12, locate_weight=2.0,
-          name_weight=0.5, checkpoint_every=50, **FAST), toy_tokenizer_config(), progress=False)
+          name_weight=0.5, move_weight=1.0, checkpoint_every=50, **FAST), toy_tokenizer_config(), progress=False)
     head = AuxHead(model.config.text_config.hidden_size)
     head.load_state_dict(aux_state_of(tmp_path))
     assert locate(head) < 0.5 * before
+    assert locate(head, move_weight=1.0) - locate(head) < 0.5 * before_move     # the motion term learned too
     saved = load_file(str(tmp_path / "model" / "model.safetensors"))
-    assert not any(k.split(".")[0] in ("proj", "locate", "name") for k in saved)    # training-only: never saved
+    assert not any(k.split(".")[0] in ("proj", "locate", "name", "move") for k in saved)    # training-only
+
+
+def test_motion_loss_only_reaches_the_tasks_it_is_given(examples, tmp_path):
+    """``move_tasks`` limits the motion term: with no `when` example in the batch, its head never gets a gradient."""
+    from ov2_ros.train.aux import AuxHead
+    from ov2_ros.train.trainer import aux_state_of
+
+    batch = [e for e in examples if e.task != "ground"][:4]
+    assert len(batch) == 4 and any(np.nansum(e.query_moving) > 0 for e in batch)
+    model = build_tiny_random(seed=1)
+    torch.manual_seed(0)
+    start = AuxHead(model.config.text_config.hidden_size).state_dict()     # train() seeds, then builds its head
+    moved = {}
+    for tasks in (("ground",), ("point", "track", "ground")):
+        run = tmp_path / "_".join(tasks)
+        train(model, load_tokenizer("tiny-random"), batch, run, TrainConfig(steps=3, locate_weight=1.0,
+              move_weight=1.0, move_tasks=tasks, checkpoint_every=50, **FAST), toy_tokenizer_config(), progress=False)
+        moved[tasks] = float((aux_state_of(run)["move.weight"] - start["move.weight"]).abs().max())
+    assert moved[("ground",)] == 0.0 and moved[("point", "track", "ground")] > 1e-4
 
 
 def test_jump_targets_are_the_cycles_that_start_in_the_window():
