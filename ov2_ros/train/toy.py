@@ -91,9 +91,12 @@ class ToyRecipe:
     lr_o: float = 5e-4                                  # at half the learning rate
     scenes_p: int = 200                                 # stage P: as O on fresh scenes. Tried (1500 steps):
     steps_p: int = 0                                    # validation track F1 0.71 (O 0.74), span 0.58 (0.51): off
+    scenes_q: int = 200                                 # stage Q: straight after J, a light motion loss on
+    steps_q: int = 0                                    # `when` examples (weight move_weight_q) at lr_o
+    move_weight_q: float = 0.2
     soups: tuple[tuple[str, str, float], ...] = (("o", "k", 0.5),)   # (stage, other stage, w): the stage starts
                                                         # from (1 - w) x the previous stage + w x the other one
-    fresh_aux: tuple[str, ...] = ("k",)                 # stages that start from a newly initialised aux head
+    fresh_aux: tuple[str, ...] = ("k", "q")             # stages that start from a newly initialised aux head
 
     def stages(self):
         """(name, first scene seed, scenes, steps, tasks, scene options, TrainConfig overrides) in training order."""
@@ -118,7 +121,9 @@ class ToyRecipe:
                 ("m", STAGE_M_SEEDS, self.scenes_m, self.steps_m, self.tasks_b, (), move),
                 ("n", STAGE_N_SEEDS, self.scenes_n, self.steps_n, self.tasks_b, (), move_when),
                 ("o", STAGE_O_SEEDS, self.scenes_o, self.steps_o, self.tasks_b, (), (*move_when, ("lr", self.lr_o))),
-                ("p", STAGE_P_SEEDS, self.scenes_p, self.steps_p, self.tasks_b, (), (*move_when, ("lr", self.lr_o))))
+                ("p", STAGE_P_SEEDS, self.scenes_p, self.steps_p, self.tasks_b, (), (*move_when, ("lr", self.lr_o))),
+                ("q", STAGE_Q_SEEDS, self.scenes_q, self.steps_q, self.tasks_b, (),
+                 (*bind, ("move_weight", self.move_weight_q), ("move_tasks", ("ground",)), ("lr", self.lr_o))))
 
     def last_stage(self) -> str:
         return [name for name, _seed, _scenes, steps, *_ in self.stages() if steps > 0][-1]
@@ -129,7 +134,7 @@ STAGE_A_SEEDS, STAGE_A1_SEEDS, STAGE_B_SEEDS = 0, 20_000, 10_000
 STAGE_C_SEEDS, STAGE_D_SEEDS, STAGE_E_SEEDS = 30_000, 40_000, 50_000
 STAGE_F_SEEDS, STAGE_G_SEEDS, STAGE_H_SEEDS, STAGE_I_SEEDS, STAGE_J_SEEDS = 70_000, 80_000, 90_000, 95_000, 97_000
 STAGE_K_SEEDS, STAGE_L_SEEDS, STAGE_M_SEEDS, STAGE_N_SEEDS, STAGE_O_SEEDS = 98_000, 99_000, 101_000, 102_000, 103_000
-STAGE_P_SEEDS = 104_000
+STAGE_P_SEEDS, STAGE_Q_SEEDS = 104_000, 105_000
 VALIDATION = range(110_000, 110_006)     # stage selection: a stage is kept if it gains here (HELD_OUT is reported)
 
 
@@ -245,13 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps-n", type=int, default=ToyRecipe.steps_n)
     p.add_argument("--steps-o", type=int, default=ToyRecipe.steps_o)
     p.add_argument("--steps-p", type=int, default=ToyRecipe.steps_p)
+    p.add_argument("--steps-q", type=int, default=ToyRecipe.steps_q)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--publish", type=Path, help="copy the result here (make train-toy: models/ov2-toy)")
     a = p.parse_args(argv)
     recipe = ToyRecipe(mode=a.mode, steps_a=a.steps_a, steps_a1=a.steps_a1, steps_b=a.steps_b, steps_c=a.steps_c,
                        steps_d=a.steps_d, steps_e=a.steps_e, steps_f=a.steps_f, steps_g=a.steps_g, steps_h=a.steps_h,
                        steps_i=a.steps_i, steps_j=a.steps_j, steps_k=a.steps_k, steps_l=a.steps_l, steps_m=a.steps_m,
-                       steps_n=a.steps_n, steps_o=a.steps_o, steps_p=a.steps_p,
+                       steps_n=a.steps_n, steps_o=a.steps_o, steps_p=a.steps_p, steps_q=a.steps_q,
                        threads=a.threads)
     train_toy(a.out, recipe)
     if a.publish:
