@@ -90,6 +90,9 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
 
     ``aux_state``: a previous stage's aux-head weights (warm start). ``trainable``: parameters to optimise
     (default all; LoRA passes the adapters); ``merge``: fold LoRA adapters in before the final save."""
+    if cfg.steps < 1:
+        raise TrainDataError(f"--steps must be at least 1 (got {cfg.steps}): a 0-step run would save the start "
+                             "weights with a NaN loss")
     if not examples:
         raise TrainDataError("no training examples (every clip was empty or fitted no window)")
     examples = [e if e.task in cfg.move_tasks else replace(e, query_moving=None) for e in examples]

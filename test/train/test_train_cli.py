@@ -77,6 +77,13 @@ def test_budget_that_fits_no_window(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_zero_steps_is_refused_before_anything_is_written(dataset, tmp_path, capsys):
+    gt, root = dataset
+    rc, out = _train(["--gt", str(gt), "--data", str(root), "--out", str(tmp_path / "run"), "--steps", "0"], capsys)
+    _one_line_error(rc, out, "--steps must be at least 1")
+    assert not (tmp_path / "run").exists()
+
+
 def test_out_of_disk_leaves_no_half_written_checkpoint(dataset, tmp_path):
     """A real write failure from the kernel: the file-size limit makes write() fail with EFBIG, as a full disk
     fails with ENOSPC, partway through the first checkpoint."""
