@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     for mode in ("codec", "uniform"):
         t0 = time.perf_counter()
-        later = {f"steps_{stage}": 0 for stage in "cdefghijklmnopq"}  # its short A+B recipe only
+        later = {f"steps_{stage}": 0 for stage, *_ in ToyRecipe().stages() if stage not in ("a", "b")}  # A+B
         recipe = ToyRecipe(mode=mode, steps_a=a.steps_a, steps_b=a.steps_b, scenes_a=a.scenes_a,
                            scenes_b=a.scenes_b, threads=a.threads, tokenizer=ABLATION_TOKENIZER, **later)
         train_toy(a.work / mode, recipe, progress=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ov2_ros.codec.types import TokenizerConfig
@@ -106,6 +106,7 @@ class ToyRecipe:
         bind = (*locate, ("name_weight", self.name_weight))
         move = (*bind, ("move_weight", self.move_weight))
         move_when = (*move, ("move_tasks", ("ground",)))
+        gentle = ("lr", self.lr_o)
         return (("a", STAGE_A_SEEDS, self.scenes_a, self.steps_a, ("point",), (), ()),
                 ("a1", STAGE_A1_SEEDS, self.scenes_a1, self.steps_a1, ("point",), one, ()),
                 ("b", STAGE_B_SEEDS, self.scenes_b, self.steps_b, self.tasks_b, (), ()),
@@ -121,10 +122,10 @@ class ToyRecipe:
                 ("l", STAGE_L_SEEDS, self.scenes_l, self.steps_l, self.tasks_b, (), move),
                 ("m", STAGE_M_SEEDS, self.scenes_m, self.steps_m, self.tasks_b, (), move),
                 ("n", STAGE_N_SEEDS, self.scenes_n, self.steps_n, self.tasks_b, (), move_when),
-                ("o", STAGE_O_SEEDS, self.scenes_o, self.steps_o, self.tasks_b, (), (*move_when, ("lr", self.lr_o))),
-                ("p", STAGE_P_SEEDS, self.scenes_p, self.steps_p, self.tasks_b, (), (*move_when, ("lr", self.lr_o))),
+                ("o", STAGE_O_SEEDS, self.scenes_o, self.steps_o, self.tasks_b, (), (*move_when, gentle)),
+                ("p", STAGE_P_SEEDS, self.scenes_p, self.steps_p, self.tasks_b, (), (*move_when, gentle)),
                 ("q", STAGE_Q_SEEDS, self.scenes_q, self.steps_q, self.tasks_b, (),
-                 (*bind, ("move_weight", self.move_weight_q), ("move_tasks", ("ground",)), ("lr", self.lr_o))))
+                 (*move_when, ("move_weight", self.move_weight_q), gentle)))      # later pairs override
 
     def last_stage(self) -> str:
         return [name for name, _seed, _scenes, steps, *_ in self.stages() if steps > 0][-1]
@@ -181,7 +182,8 @@ def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True)
                                             seed=recipe.seed + i, **dict(kwargs))
             cfg = TrainConfig(steps=steps, **{**common, **dict(overrides)})
             summaries[name] = _slim(train(model, tokenizer, examples, run, cfg,
-                                          tok_cfg, aux_state=aux_state_of(prev) if prev and name not in recipe.fresh_aux else None,
+                                          tok_cfg, aux_state=None if prev is None or name in recipe.fresh_aux
+                                          else aux_state_of(prev),
                                           progress=progress, model_extra={"recipe": asdict(recipe)}))
             del examples
         elif (run / "loss.json").is_file():     # finished earlier: keep its numbers in recipe.json
@@ -234,32 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="train models/ov2-toy (both stages)")
     p.add_argument("--out", type=Path, default=Path("build/ov2-toy"))
     p.add_argument("--mode", default="codec", choices=("codec", "uniform"))
-    p.add_argument("--steps-a", type=int, default=ToyRecipe.steps_a)
-    p.add_argument("--steps-a1", type=int, default=ToyRecipe.steps_a1)
-    p.add_argument("--steps-b", type=int, default=ToyRecipe.steps_b)
-    p.add_argument("--steps-c", type=int, default=ToyRecipe.steps_c)
-    p.add_argument("--steps-d", type=int, default=ToyRecipe.steps_d)
-    p.add_argument("--steps-e", type=int, default=ToyRecipe.steps_e)
-    p.add_argument("--steps-f", type=int, default=ToyRecipe.steps_f)
-    p.add_argument("--steps-g", type=int, default=ToyRecipe.steps_g)
-    p.add_argument("--steps-h", type=int, default=ToyRecipe.steps_h)
-    p.add_argument("--steps-i", type=int, default=ToyRecipe.steps_i)
-    p.add_argument("--steps-j", type=int, default=ToyRecipe.steps_j)
-    p.add_argument("--steps-k", type=int, default=ToyRecipe.steps_k)
-    p.add_argument("--steps-l", type=int, default=ToyRecipe.steps_l)
-    p.add_argument("--steps-m", type=int, default=ToyRecipe.steps_m)
-    p.add_argument("--steps-n", type=int, default=ToyRecipe.steps_n)
-    p.add_argument("--steps-o", type=int, default=ToyRecipe.steps_o)
-    p.add_argument("--steps-p", type=int, default=ToyRecipe.steps_p)
-    p.add_argument("--steps-q", type=int, default=ToyRecipe.steps_q)
+    steps = [f.name for f in fields(ToyRecipe) if f.name.startswith("steps_")]
+    for name in steps:                                  # --steps-a ... --steps-q: one per stage
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(ToyRecipe, name))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--publish", type=Path, help="copy the result here (make train-toy: models/ov2-toy)")
     a = p.parse_args(argv)
-    recipe = ToyRecipe(mode=a.mode, steps_a=a.steps_a, steps_a1=a.steps_a1, steps_b=a.steps_b, steps_c=a.steps_c,
-                       steps_d=a.steps_d, steps_e=a.steps_e, steps_f=a.steps_f, steps_g=a.steps_g, steps_h=a.steps_h,
-                       steps_i=a.steps_i, steps_j=a.steps_j, steps_k=a.steps_k, steps_l=a.steps_l, steps_m=a.steps_m,
-                       steps_n=a.steps_n, steps_o=a.steps_o, steps_p=a.steps_p, steps_q=a.steps_q,
-                       threads=a.threads)
+    recipe = ToyRecipe(mode=a.mode, threads=a.threads, **{name: getattr(a, name) for name in steps})
     train_toy(a.out, recipe)
     if a.publish:
         print(f"published {publish(a.out, a.publish, recipe)}")

@@ -104,7 +104,8 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
     aux_head = AuxHead(width).to(device) if cfg.aux_weight > 0 and examples[0].aux is not None else None
     if aux_head is not None and aux_state:
         missing, unexpected = aux_head.load_state_dict(aux_state, strict=False)
-        if unexpected or any(not k.startswith(("locate.", "name.", "move.")) for k in missing):   # older stages lacked them
+        added_later = ("locate.", "name.", "move.")     # older stages' heads lack them
+        if unexpected or any(not k.startswith(added_later) for k in missing):
             raise TrainDataError(f"aux-head state does not fit: missing {missing}, unexpected {unexpected}")
     params = list(trainable if trainable is not None else model.parameters())
     if aux_head is not None:

@@ -18,7 +18,8 @@ def test_the_toy_recipe_chains_its_stages_and_starts_o_from_the_mean_of_k_and_n(
     assert recipe.last_stage() == "o"
     summaries = train_toy(tmp_path, recipe, progress=False)
     assert sorted(summaries) == sorted(run)
-    assert summaries["o"]["config"]["lr"] == recipe.lr_o and tuple(summaries["n"]["config"]["move_tasks"]) == ("ground",)
+    assert summaries["o"]["config"]["lr"] == recipe.lr_o
+    assert tuple(summaries["n"]["config"]["move_tasks"]) == ("ground",)
     k = load_file(str(tmp_path / "stage_k" / "model" / "model.safetensors"))
     n = load_file(str(tmp_path / "stage_n" / "model" / "model.safetensors"))
     start = stage_weights(tmp_path, "n", "o", recipe)
