@@ -36,6 +36,9 @@ class TrainConfig:
     name_weight: float = 0.0          # ... and its "which object is asked about" loss (needs locate_weight > 0)
     move_weight: float = 0.0          # ... and its "is the queried object moving, per frame" loss (ditto)
     move_tasks: tuple[str, ...] = ("point", "track", "ground")   # the examples the motion loss applies to
+    aux_warmup: int = 0               # steps before ``steps`` that train a new aux head alone (model frozen), so
+                                      # its random start does not push noise into trained weights
+    aux_warmup_lr: float = 1e-2       # constant, for the head alone (a linear probe: it can take a large step)
     seed: int = 0
     checkpoint_every: int = 100
     threads: int = 1
@@ -44,6 +47,9 @@ class TrainConfig:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
+    """The model's schedule; ``step`` counts from the end of the aux warm-up (negative: inside it)."""
+    if step < 0:
+        return cfg.aux_warmup_lr
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
@@ -132,10 +138,17 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     t0, tokens = time.perf_counter(), 0
-    for step in range(start, cfg.steps):
+    total = cfg.aux_warmup + cfg.steps
+    if bar is not None:
+        bar.total = total
+    model_params = [p for p in model.parameters() if p.requires_grad] if aux_head is not None else []
+    for step in range(start, total):
+        head_only = step < cfg.aux_warmup and aux_head is not None
+        for p in model_params:          # no grad -> AdamW skips them (no update, no decay) and backward is cheap
+            p.requires_grad_(not head_only)
         batch = collate([examples[i] for i in batch_indices(len(examples), step, cfg.batch_size, cfg.seed)], pad)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+            g["lr"] = lr_at(step - cfg.aux_warmup, cfg)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             loss, lm, aux = loss_of(model, _to(batch, device), aux_head, cfg.aux_weight, cfg.locate_weight,
                                     cfg.name_weight, cfg.move_weight)
@@ -152,7 +165,7 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lm=f"{lm:.3f}", aux=f"{aux:.3f}",
                             tok_s=f"{tokens / max(1e-6, time.perf_counter() - t0):.0f}")
             bar.update(1)
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total:
             state = {"step": step + 1, "history": history, "config": asdict(cfg)}
             save_checkpoint(ckpt, model, tokenizer, tokenizer_config, aux_head, opt, state)
     if bar is not None:

@@ -182,3 +182,38 @@ def test_jump_targets_are_the_cycles_that_start_in_the_window():
     assert spans, "a 20-frame window holds a cycle start of a ~13-frame period"
     assert all(round(a * scene.fps) in starts for a, _ in spans)
     assert all(lo <= round(a * scene.fps) < lo + 20 for a, _ in spans)
+
+
+def test_aux_warmup_trains_the_new_head_alone_first(examples, tmp_path):
+    """During ``aux_warmup`` steps only the new aux head learns: on a fixed batch the answer loss stays where it
+    was while the aux loss falls; the ``steps`` after them train the model too."""
+    batch = examples[:4]                     # batch_size 4 on 4 examples: every step sees the same batch
+    model = build_tiny_random(seed=1)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    out = train(model, load_tokenizer("tiny-random"), batch, tmp_path, TrainConfig(steps=2, aux_warmup=4,
+                aux_weight=1.0, checkpoint_every=50, **FAST), toy_tokenizer_config(), progress=False)
+    hist = out["history"]
+    assert hist["step"] == [1, 2, 3, 4, 5, 6]
+    assert np.allclose(hist["lm"][:5], hist["lm"][0], rtol=1e-5)    # steps 1-4 froze the model (5 sees it)
+    assert hist["aux"][4] < hist["aux"][0]
+    assert hist["lm"][5] < hist["lm"][4]                            # step 5 updated it
+    assert max(float((model.state_dict()[k] - start[k]).abs().max()) for k in start) > 1e-4
+
+
+def test_deepen_keeps_the_function_and_the_released_keys(examples):
+    from ov2_ros.model.loading import check_keys, expected_shapes
+    from ov2_ros.train.grow import deepen, spread
+
+    assert spread(4, 8) == [0, 2, 4, 6] and spread(3, 5) == [0, 1, 3]
+    model = build_tiny_random(seed=4).eval()
+    grown = deepen(model, text_layers=2 * model.config.text_config.num_hidden_layers,
+                   vision_layers=model.config.vision_config.num_hidden_layers + 1).eval()
+    assert grown.config.text_config.num_hidden_layers == 2 * model.config.text_config.num_hidden_layers
+    assert sum(p.numel() for p in grown.parameters()) > sum(p.numel() for p in model.parameters())
+    check_keys({k: tuple(v.shape) for k, v in grown.state_dict().items()}, expected_shapes(grown.config), "grown")
+    batch = collate(examples[:2], 257)
+    kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw",
+                                    "patch_positions")}
+    with torch.no_grad():
+        a, b = model(**kwargs).logits, grown(**kwargs).logits
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
