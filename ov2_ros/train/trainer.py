@@ -133,22 +133,21 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
     model.train()
     pad = tokenizer.pad_token_id
     autocast = device.type == "cuda" and cfg.bf16
+    warmup = cfg.aux_warmup if aux_head is not None else 0     # no head to fit: no warm-up
+    total = warmup + cfg.steps
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
     t0, tokens = time.perf_counter(), 0
-    total = cfg.aux_warmup + cfg.steps
-    if bar is not None:
-        bar.total = total
-    model_params = [p for p in model.parameters() if p.requires_grad] if aux_head is not None else []
+    model_params = [p for p in model.parameters() if p.requires_grad] if warmup else []
     for step in range(start, total):
-        head_only = step < cfg.aux_warmup and aux_head is not None
+        head_only = step < warmup
         for p in model_params:          # no grad -> AdamW skips them (no update, no decay) and backward is cheap
             p.requires_grad_(not head_only)
         batch = collate([examples[i] for i in batch_indices(len(examples), step, cfg.batch_size, cfg.seed)], pad)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step - cfg.aux_warmup, cfg)
+            g["lr"] = lr_at(step - warmup, cfg)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             loss, lm, aux = loss_of(model, _to(batch, device), aux_head, cfg.aux_weight, cfg.locate_weight,
                                     cfg.name_weight, cfg.move_weight)
