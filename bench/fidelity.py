@@ -13,7 +13,7 @@ for every frame), then the project, in its official structure and in the seed's 
   the official P-blocks within +-1 sampled frame at the same position; ``selection_on_official_maps``: the project's
   selection rule run on the official maps and groups (checks the selection code alone);
 - block scores: per sampled non-I frame, Spearman rank correlation of block scores against the official maps'
-  blocks, for the bit-cost estimate, its parts (residual only, + intra MBs), other choices (no stride, half size, MV
+  blocks, for the bit-cost estimate, its parts (without the chroma term; residual only, + intra MBs), other choices (no stride, half size, MV
   weight 0.6) and the seed saliency; with ``--skip-flags``, also the estimate plus the decoder's own skip flags
   (what a decoder exporting ``mb_type`` would give).
 """
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from ov2_ros.codec.decoder import StreamDecoder  # noqa: E402
-from ov2_ros.codec.packing import CanvasGrid, resize_plane  # noqa: E402
+from ov2_ros.codec.packing import CanvasGrid, chroma_planes, resize_plane  # noqa: E402
 from ov2_ros.codec.saliency import (BitCostConfig, BitCostEstimator, MacroblockMap, SaliencyScorer,  # noqa: E402
                                     normalise_log_bits)
 from ov2_ros.codec.selection import topk_blocks  # noqa: E402
@@ -41,7 +41,7 @@ from ov2_ros.codec.tokenizer import tokenize_file  # noqa: E402
 from ov2_ros.codec.types import TokenizerConfig  # noqa: E402
 
 BENCH_PY = common.REPO_ROOT / ".venv-bench" / "bin" / "python"
-SCORERS = {"bitcost": BitCostConfig(), "stride_1": BitCostConfig(stride=1), "stride_2": BitCostConfig(stride=2),
+SCORERS = {"bitcost": BitCostConfig(), "no_chroma": BitCostConfig(chroma=0.0), "stride_1": BitCostConfig(stride=1), "stride_2": BitCostConfig(stride=2),
            "half_size": BitCostConfig(shrink=None),
            "mvd_0.6": BitCostConfig(mvd=0.6),
            "residual": BitCostConfig(intra=0.0, mvd=0.0), "residual+intra": BitCostConfig(mvd=0.0),
@@ -182,11 +182,12 @@ def score_fidelity(path: Path, official: dict, with_skip_flags: bool = False) ->
         if official["pict_type"].get(f.index, "I") == "I" or f.index not in official["bits"]:
             continue
         ref = official_block_scores(official["bits"][f.index], mb_map)
+        uv = (chroma_planes(f.frame), chroma_planes(prev.frame))
         for k, est in estimators.items():
-            out[k].append(spearman(est.score(f.luma, prev.luma, f.mvs), ref))
+            out[k].append(spearman(est.score(f.luma, prev.luma, f.mvs, chroma=uv), ref))
         if skips is not None and skips[i].shape == (mb_map.mb_rows, mb_map.mb_cols):
             coded = ~skips[i]
-            log_bits = estimators["bitcost"].log_bits(f.luma, prev.luma, f.mvs, False) + coded
+            log_bits = estimators["bitcost"].log_bits(f.luma, prev.luma, f.mvs, False, uv) + coded
             out["bitcost+skip_flags"].append(spearman(mb_map(normalise_log_bits(log_bits)), ref))
         cur = saliency.analysis_luma(resize_plane(f.luma, grid.height, grid.width))
         old = saliency.analysis_luma(resize_plane(prev.luma, grid.height, grid.width))

@@ -252,6 +252,14 @@ def plane_view(plane, width: int, height: int) -> np.ndarray:
     return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
 
 
+def chroma_planes(av_frame) -> tuple[np.ndarray, np.ndarray] | None:
+    """(U, V) views of a 4:2:0 av.VideoFrame's chroma planes (no copy); None for other formats or no frame."""
+    if av_frame is None or av_frame.format.name not in ("yuv420p", "yuvj420p"):
+        return None
+    cw, ch = (av_frame.width + 1) // 2, (av_frame.height + 1) // 2
+    return plane_view(av_frame.planes[1], cw, ch), plane_view(av_frame.planes[2], cw, ch)
+
+
 def canvas_yuv(luma: np.ndarray, av_frame, grid: CanvasGrid) -> np.ndarray:
     """Canvas-size I420 image (H * 3/2, W) uint8: ``luma`` (the frame's full-res Y plane) and the chroma planes of
     ``av_frame`` resized to the canvas. Non-4:2:0 frames are converted by libswscale first."""
@@ -259,11 +267,9 @@ def canvas_yuv(luma: np.ndarray, av_frame, grid: CanvasGrid) -> np.ndarray:
     out = np.empty((h * 3 // 2, w), dtype=np.uint8)
     out_y, out_u, out_v = i420_planes(out)
     resize_plane(luma, h, w, out=out_y)
-    if av_frame.format.name not in ("yuv420p", "yuvj420p"):
-        av_frame = av_frame.reformat(format="yuv420p")
-    cw, ch = (av_frame.width + 1) // 2, (av_frame.height + 1) // 2
-    resize_plane(plane_view(av_frame.planes[1], cw, ch), h // 2, w // 2, out=out_u)
-    resize_plane(plane_view(av_frame.planes[2], cw, ch), h // 2, w // 2, out=out_v)
+    planes = chroma_planes(av_frame) or chroma_planes(av_frame.reformat(format="yuv420p"))
+    resize_plane(planes[0], h // 2, w // 2, out=out_u)
+    resize_plane(planes[1], h // 2, w // 2, out=out_v)
     return out
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ov2_ros.codec.grouping import (BitCostGrouper, Boundary, FixedGrouper, GroupingConfig, PlannedGrouper,
                                     ReadinessConfig, ReadinessGrouper, readiness_threshold)
-from ov2_ros.codec.packing import CanvasGrid, canvas_yuv, resize_plane
+from ov2_ros.codec.packing import CanvasGrid, canvas_yuv, chroma_planes, resize_plane
 from ov2_ros.codec.sampling import RateSampler, SetSampler
 from ov2_ros.codec.saliency import BitCostConfig, BitCostEstimator, SaliencyConfig, SaliencyScorer
 from ov2_ros.codec.selection import FrameRecord, codec_canvases, official_canvases
@@ -69,6 +69,7 @@ class CodecTokenizer:
         self._sampled: list[FrameRecord] = []        # sampled frames of the open group(s)
         self._bits_log: list[tuple[int, int]] = []   # (frame, bits) of every frame since the first sampled one
         self._prev_full: np.ndarray | None = None    # full-resolution luma of the previous decoded frame
+        self._prev_chroma: tuple | None = None       # and its (U, V) planes (None: not 4:2:0, or no av frame)
         if grouper is None:
             grouper = (FixedGrouper(config.uniform_group_frames) if config.mode == "uniform"
                        else BitCostGrouper(GroupingConfig.from_tokenizer(config)))
@@ -242,7 +243,9 @@ class CodecTokenizer:
             grid = self._grid
             yuv = self._canvas_yuv(frame, grid)
             if self._estimator is not None:
-                blocks = self._estimator.score(frame.luma, self._prev_full, frame.mvs, key, frame.bits)
+                uv = chroma_planes(frame.frame)
+                pair = (uv, self._prev_chroma) if uv is not None and self._prev_chroma is not None else None
+                blocks = self._estimator.score(frame.luma, self._prev_full, frame.mvs, key, frame.bits, pair)
             else:
                 blocks = self._saliency_blocks(frame, yuv, grid)
             self._sampled.append(FrameRecord(frame.index, frame.time_s, frame.stamp, frame.bits, key, yuv, blocks,
@@ -251,6 +254,8 @@ class CodecTokenizer:
                 for n in self._readiness.push(blocks.reshape(-1)):
                     closed += self._emit_sampled(n)
         self._prev_full = frame.luma
+        # the luma view already keeps the av frame alive, so its chroma views cost nothing more
+        self._prev_chroma = chroma_planes(frame.frame) if self._estimator is not None else None
         return closed
 
     def _saliency_blocks(self, frame: DecodedFrame, yuv: np.ndarray, grid: CanvasGrid) -> np.ndarray:
@@ -317,7 +322,7 @@ class CodecTokenizer:
             self._readiness = ReadinessGrouper(self._readiness_config())
             self._estimator = (None if cfg.scorer == "saliency" else BitCostEstimator(
                 size[0], size[1], self._grid, BitCostConfig(shrink=None if cfg.scorer == "bitcost_half" else 1)))
-            self._prev_full = None
+            self._prev_full = self._prev_chroma = None
             self.sampler.reset()
 
     @staticmethod

@@ -288,6 +288,52 @@ def test_bitcost_skip_macroblocks_score_lowest(clip):
     assert np.median(lb[~skip]) > lb[skip].max()
 
 
+def test_bitcost_chroma_term_sees_a_colour_change_the_luma_misses():
+    """A square that swaps between two colours of (nearly) the same luma on a still textured background: x264 codes
+    its macroblocks for their chroma. The luma-only estimate barely tells them from the still ones; with the chroma
+    planes (``chroma_planes`` of the decoded frames) they score highest."""
+    from ov2_ros.codec.decoder import StreamDecoder
+    from ov2_ros.codec.packing import chroma_planes
+    from ov2_ros.codec.synth import encode_frames
+
+    rng = np.random.default_rng(5)
+    grey = np.kron(rng.integers(60, 200, (36, 48), dtype=np.uint8), np.ones((4, 4), np.uint8))
+    colours = np.array([[180, 110, 85], [85, 156, 95]], np.uint8)      # BT.601 luma 128 and 128
+    rgbs = []
+    for t in range(8):
+        rgb = np.repeat(grey[..., None], 3, axis=2)
+        rgb[48:80, 64:112] = colours[t % 2]
+        rgbs.append(rgb)
+    dec = StreamDecoder("h264")
+    frames = [f for au in encode_frames(rgbs, gop=60) for f in dec.decode(au)] + dec.flush()
+    h, w = frames[0].height, frames[0].width
+    est = BitCostEstimator(h, w, CanvasGrid.for_source(h, w))
+    f, prev = frames[5], frames[4]
+    assert f.pict_type == "P" and chroma_planes(f.frame)[0].shape == ((h + 1) // 2, (w + 1) // 2)
+    uv = (chroma_planes(f.frame), chroma_planes(prev.frame))
+    square = np.zeros((est.map.mb_rows, est.map.mb_cols), bool)
+    square[3:5, 4:7] = True                                            # the macroblocks inside it (y 48-80, x 64-112)
+    luma_only = est.log_bits(f.luma, prev.luma, f.mvs, False)
+    both = est.log_bits(f.luma, prev.luma, f.mvs, False, uv)
+    assert luma_only[square].min() <= np.median(luma_only[~square])          # some read as still in luma
+    assert both[square].min() > both[~square].max()
+    assert both[square].mean() - luma_only[square].mean() > 1.0
+    np.testing.assert_allclose(both[~square], luma_only[~square], atol=0.5)
+    off = BitCostEstimator(h, w, CanvasGrid.for_source(h, w), BitCostConfig(chroma=0.0))
+    np.testing.assert_array_equal(off.log_bits(f.luma, prev.luma, f.mvs, False, uv), luma_only)
+
+
+def test_chroma_planes_are_views_of_4_2_0_frames_only():
+    import av
+
+    from ov2_ros.codec.packing import chroma_planes
+
+    frame = av.VideoFrame.from_ndarray(np.zeros((34, 50, 3), np.uint8), format="rgb24")
+    assert chroma_planes(frame) is None and chroma_planes(None) is None
+    u, v = chroma_planes(frame.reformat(format="yuv420p"))
+    assert u.shape == v.shape == (17, 25) and u.dtype == np.uint8
+
+
 def test_bitcost_warp_and_macroblock_means_match_the_plain_computation():
     """The fast warp (each macroblock's flow broadcast over its lines) equals cv2.remap over the per-pixel flow
     field, and macroblock means over a partial bottom row (a height that is no multiple of 16, as 1080p) average
