@@ -13,9 +13,10 @@ for every frame), then the project, in its official structure and in the seed's 
   the official P-blocks within +-1 sampled frame at the same position; ``selection_on_official_maps``: the project's
   selection rule run on the official maps and groups (checks the selection code alone);
 - block scores: per sampled non-I frame, Spearman rank correlation of block scores against the official maps'
-  blocks, for the bit-cost estimate, its parts (without the chroma term; residual only, + intra MBs), other choices (no stride, half size, MV
-  weight 0.6) and the seed saliency; with ``--skip-flags``, also the estimate plus the decoder's own skip flags
-  (what a decoder exporting ``mb_type`` would give).
+  blocks, for the bit-cost estimate, its parts (without the chroma term; residual only, + intra MBs), other choices
+  (no stride, half size, MV weight 0.6), the estimate with the previous frame shown as every picture's reference
+  (before ``ov2_ros.codec.references``) and the seed saliency; with ``--skip-flags``, also the estimate plus the
+  decoder's own skip flags (what a decoder exporting ``mb_type`` would give).
 """
 from __future__ import annotations
 
@@ -35,13 +36,15 @@ from ov2_ros.codec.decoder import StreamDecoder  # noqa: E402
 from ov2_ros.codec.packing import CanvasGrid, chroma_planes, resize_plane  # noqa: E402
 from ov2_ros.codec.saliency import (BitCostConfig, BitCostEstimator, MacroblockMap, SaliencyScorer,  # noqa: E402
                                     normalise_log_bits)
+from ov2_ros.codec.references import ReferenceHistory, future_reference  # noqa: E402
 from ov2_ros.codec.selection import topk_blocks  # noqa: E402
 from ov2_ros.codec.source import iter_access_units, probe  # noqa: E402
 from ov2_ros.codec.tokenizer import tokenize_file  # noqa: E402
 from ov2_ros.codec.types import TokenizerConfig  # noqa: E402
 
 BENCH_PY = common.REPO_ROOT / ".venv-bench" / "bin" / "python"
-SCORERS = {"bitcost": BitCostConfig(), "no_chroma": BitCostConfig(chroma=0.0), "stride_1": BitCostConfig(stride=1), "stride_2": BitCostConfig(stride=2),
+SCORERS = {"bitcost": BitCostConfig(), "no_chroma": BitCostConfig(chroma=0.0), "stride_1": BitCostConfig(stride=1),
+           "stride_2": BitCostConfig(stride=2),
            "half_size": BitCostConfig(shrink=None),
            "mvd_0.6": BitCostConfig(mvd=0.6),
            "residual": BitCostConfig(intra=0.0, mvd=0.0), "residual+intra": BitCostConfig(mvd=0.0),
@@ -175,19 +178,26 @@ def score_fidelity(path: Path, official: dict, with_skip_flags: bool = False) ->
     estimators = {k: BitCostEstimator(h, w, grid, c) for k, c in SCORERS.items()}
     saliency = SaliencyScorer(h, w, grid)
     skips = skip_flags(path) if with_skip_flags else None
-    out: dict[str, list[float]] = {k: [] for k in [*SCORERS, "seed_saliency"]}
+    out: dict[str, list[float]] = {k: [] for k in [*SCORERS, "previous_frame_as_reference", "seed_saliency"]}
     if skips is not None:
         out["bitcost+skip_flags"] = []
+    history = ReferenceHistory()
     for i, (prev, f) in enumerate(zip(frames, frames[1:]), start=1):
+        history.add(prev)
         if official["pict_type"].get(f.index, "I") == "I" or f.index not in official["bits"]:
             continue
         ref = official_block_scores(official["bits"][f.index], mb_map)
-        uv = (chroma_planes(f.frame), chroma_planes(prev.frame))
+        past, future = history.past(f) or prev, future_reference(frames, i)
+        uv = (chroma_planes(f.frame), chroma_planes(past.frame), *([chroma_planes(future.frame)] if future else []))
+        kw = {"chroma": uv, "future": None if future is None else future.luma}
         for k, est in estimators.items():
-            out[k].append(spearman(est.score(f.luma, prev.luma, f.mvs, chroma=uv), ref))
+            out[k].append(spearman(est.score(f.luma, past.luma, f.mvs, **kw), ref))
+        out["previous_frame_as_reference"].append(
+            spearman(estimators["bitcost"].score(f.luma, prev.luma, f.mvs,
+                                                 chroma=(chroma_planes(f.frame), chroma_planes(prev.frame))), ref))
         if skips is not None and skips[i].shape == (mb_map.mb_rows, mb_map.mb_cols):
             coded = ~skips[i]
-            log_bits = estimators["bitcost"].log_bits(f.luma, prev.luma, f.mvs, False, uv) + coded
+            log_bits = estimators["bitcost"].log_bits(f.luma, past.luma, f.mvs, False, **kw) + coded
             out["bitcost+skip_flags"].append(spearman(mb_map(normalise_log_bits(log_bits)), ref))
         cur = saliency.analysis_luma(resize_plane(f.luma, grid.height, grid.width))
         old = saliency.analysis_luma(resize_plane(prev.luma, grid.height, grid.width))
@@ -315,11 +325,13 @@ def main(argv=None) -> int:
                   e["selection_on_official_maps_jaccard"])
     print(t, end="\n\n")
     t = common.Table("Per-frame Spearman of block scores vs the official bit-cost maps (median / p10)",
-                     ["clip", *SCORERS, "seed_saliency", *(["bitcost+skip_flags"] if args.skip_flags else [])])
+                     ["clip", *SCORERS, "previous_frame_as_reference", "seed_saliency",
+                      *(["bitcost+skip_flags"] if args.skip_flags else [])])
     for name, row in rows.items():
         sp = row["score_spearman"]
         t.add(name, *[f"{fmt(sp[k]['median'])} / {fmt(sp[k]['p10'])}" if k in sp else "-"
-                      for k in [*SCORERS, "seed_saliency", *(["bitcost+skip_flags"] if args.skip_flags else [])]])
+                      for k in [*SCORERS, "previous_frame_as_reference", "seed_saliency",
+                                *(["bitcost+skip_flags"] if args.skip_flags else [])]])
     print(t, end="\n\n")
     g = goals(rows, budgets)
     t = common.Table("Goals (issue 9)", ["goal", "value", "met"])

@@ -17,7 +17,7 @@ from av.sidedata.sidedata import SideDataContainer
 
 from ov2_ros.codec.errors import BitstreamError, CodecError, DecodeError
 from ov2_ros.codec.nal import (
-    Codec, EntryGate, check_codec, count_pictures, split_access_units, validate_access_unit,
+    Codec, EntryGate, check_codec, count_pictures, is_reference_picture, split_access_units, validate_access_unit,
 )
 from ov2_ros.codec.types import DecodedFrame
 from ov2_ros.errors import ConfigError
@@ -127,7 +127,7 @@ class StreamDecoder:
         self.gate = EntryGate(codec)
         self.resolution: tuple[int, int] | None = None   # (width, height) of the current stream
         self._ctx = self._open_context()
-        self._pending: dict[int, tuple[Any, int]] = {}   # packet pts -> (stamp, bits) of its AU
+        self._pending: dict[int, tuple[Any, int, bool]] = {}   # packet pts -> (stamp, bits, reference) of its AU
         self._next_pts = 0
         self._next_index = 0
         self._time_origin: float | None = None           # stamp seconds of frame 0 when timing by stamps
@@ -233,7 +233,7 @@ class StreamDecoder:
             return
         pts = self._next_pts
         self._next_pts += 1
-        self._pending[pts] = (stamp, 8 * len(au))
+        self._pending[pts] = (stamp, 8 * len(au), is_reference_picture(nals, self.codec))
         packet = av.Packet(len(data))
         packet.update(data)
         packet.pts = packet.dts = pts
@@ -280,7 +280,8 @@ class StreamDecoder:
         return [self._to_decoded(f) for f in frames]
 
     def _to_decoded(self, frame: av.VideoFrame) -> DecodedFrame:
-        stamp, bits = self._pending.pop(frame.pts, (None, 0)) if frame.pts is not None else (None, 0)
+        stamp, bits, reference = (self._pending.pop(frame.pts, (None, 0, True)) if frame.pts is not None
+                                  else (None, 0, True))
         index = self._next_index
         self._next_index += 1
         self._counts["frames_out"] += 1
@@ -296,7 +297,8 @@ class StreamDecoder:
         return DecodedFrame(
             index=index, time_s=time_s, stamp=stamp, bits=bits, pict_type=pict_type, key_frame=key,
             width=frame.width, height=frame.height, luma=luma_view(frame),
-            mvs=motion_vectors(frame) if wanted else EMPTY_MVS, frame=frame, corrupt=bool(frame.is_corrupt))
+            mvs=motion_vectors(frame) if wanted else EMPTY_MVS, frame=frame, corrupt=bool(frame.is_corrupt),
+            decode_index=-1 if frame.pts is None else int(frame.pts), reference=reference)
 
     def _time_of(self, index: int, stamp: Any) -> float:
         if self.fps is not None:

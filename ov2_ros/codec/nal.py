@@ -173,6 +173,19 @@ def is_vcl(kind: int, codec: Codec) -> bool:
     return kind in H264_VCL if codec == "h264" else kind < 32
 
 
+def is_reference_picture(nals, codec: Codec) -> bool:
+    """Whether the picture of an AU may be referenced by later ones: H.264 nal_ref_idc != 0 on its slices; HEVC a
+    slice type that is not a sub-layer non-reference one (even types below 16: TRAIL_N, TSA_N, ..., RASL_N). An AU
+    without slices counts as a reference (nothing to say otherwise)."""
+    for n in nals:
+        if not n:
+            continue
+        kind = nal_type(n, codec)
+        if is_vcl(kind, codec):
+            return bool(n[0] >> 5) if codec == "h264" else not (kind < 16 and kind % 2 == 0)
+    return True
+
+
 def count_pictures(nals, codec: Codec, limit: int | None = None) -> int:
     """How many pictures ``nals`` start (first slices). One access unit holds exactly one. With ``limit``, counting
     stops once the count exceeds it (the caller only needs to know that)."""

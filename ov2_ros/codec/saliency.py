@@ -102,8 +102,9 @@ class MotionField:
         self._row_repeats = np.bincount(ys, minlength=self.cells[0])
         self._col_repeats = np.bincount(xs, minlength=self.cells[1])
 
-    def cell_means(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(cells, 2) mean past-reference motion (source px) and (cells,) mean magnitude, per cell.
+    def cell_means(self, mvs: np.ndarray, future: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(cells, 2) mean past-reference motion (``future``: future-reference motion) in source px and (cells,) mean
+        magnitude, per cell.
 
         With ``relative`` the magnitude is taken after subtracting the camera's motion (the median vector per
         reference direction), so a pan scores its moving objects, not every block. Vectors with neither motion nor
@@ -128,8 +129,8 @@ class MotionField:
             scale = np.maximum(mvs["motion_scale"].astype(np.float32), 1.0)
             mx, my = motion_x / scale, motion_y / scale
             rx, ry = mx, my
-            future = mvs["source"] > 0
-            for sel in (~future, future):
+            ahead = mvs["source"] > 0
+            for sel in (~ahead, ahead):
                 if sel.any():
                     rx = np.where(sel, mx - np.median(mx[sel]), rx)
                     ry = np.where(sel, my - np.median(my[sel]), ry)
@@ -156,7 +157,7 @@ class MotionField:
             source, mx, my, weight = source[mv_of], mx[mv_of], my[mv_of], np.hypot(rx, ry)[mv_of]
         count = np.bincount(cell, minlength=n_cells)
         magnitude[:] = np.bincount(cell, weights=weight, minlength=n_cells) / np.maximum(count, 1)
-        past = source < 0
+        past = source > 0 if future else source < 0
         cell = cell[past]
         pcount = np.maximum(np.bincount(cell, minlength=n_cells), 1)
         flow[:, 0] = np.bincount(cell, weights=mx[past], minlength=n_cells) / pcount
@@ -170,9 +171,9 @@ class MotionField:
         dx, dy = np.meshgrid(np.arange(nx, dtype=np.int32), np.arange(ny, dtype=np.int32))
         return dx.reshape(1, -1), dy.reshape(1, -1)
 
-    def cell_fields(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def cell_fields(self, mvs: np.ndarray, future: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``cell_means`` in output units: flow (ch, cw, 2) in ``grid`` px, magnitude (ch, cw)."""
-        flow, magnitude = self.cell_means(mvs)
+        flow, magnitude = self.cell_means(mvs, future)
         ch, cw = self.cells
         return (flow * self.scale).reshape(ch, cw, 2), (magnitude * self.magnitude_scale).reshape(ch, cw)
 
@@ -261,18 +262,20 @@ class BitCostConfig:
     [intra MB] + mvd x log2(1 + |MV - MV of the neighbours|)``; measured against the official maps by
     ``bench/fidelity.py`` (per-frame Spearman).
 
-    Measured and left out (median per-frame Spearman, bikes.mp4 / moving 720p, against 0.59 / 0.54 for this
-    estimate before its chroma term): bits counted the way the entropy coder spends them (4x4 DCT of the full-size residual quantised with
-    each macroblock's QP from FFmpeg's ``venc_params`` side data, nonzero levels + log2 magnitudes) 0.41-0.44 /
-    0.54; plus MV bits per partition against H.264's median predictor 0.43 / 0.44; the RMS residual divided by the
-    QP step +0.00; a macroblock's cost spilled onto the next one in raster order (CABAC emits bytes late) +0.01 on
-    bikes but -0.12 on event s0; the last non-B frame as reference (bikes' B-frames) -0.01 (mean +0.01); H.264's
-    exact 6-tap quarter-pel luma prediction instead of the bilinear warp +0.00 (moving 720p: the luma residual was
-    already right). The tool's maps count whole CABAC bytes (0, 8, 16 ... bits), and on pans most macroblocks that
-    cost a byte are luma-exact: it is their chroma that x264 codes (the ``chroma`` term). Since it: bikes.mp4 0.61,
-    whose B-frames (0.57 against 0.68 for its P-frames) are predicted from the previous displayed frame with their
-    past MVs only; counting a macroblock's sub-16x16 partitions (+0.6 x log1p) 0.63 on bikes.mp4 and -0.01 on the
-    synthetic clips, and future MVs mirrored onto the past +0.00, so neither is in."""
+    Measured and left out (median per-frame Spearman, bikes.mp4 / moving 720p, against 0.59 / 0.54 for this estimate
+    before its chroma term): bits counted the way the entropy coder spends them (4x4 DCT of the full-size residual
+    quantised with each macroblock's QP from FFmpeg's ``venc_params`` side data, nonzero levels + log2 magnitudes)
+    0.41-0.44 / 0.54; plus MV bits per partition against H.264's median predictor 0.43 / 0.44; the RMS residual
+    divided by the QP step +0.00; a macroblock's cost spilled onto the next one in raster order (CABAC emits bytes
+    late) +0.01 on bikes but -0.12 on event s0; the last non-B frame as reference (bikes' B-frames) -0.01 (mean
+    +0.01); H.264's exact 6-tap quarter-pel luma prediction instead of the bilinear warp +0.00 (moving 720p: the
+    luma residual was already right). The tool's maps count whole CABAC bytes (0, 8, 16 ... bits), and on pans most
+    macroblocks that cost a byte are luma-exact: it is their chroma that x264 codes (the ``chroma`` term). On
+    bikes.mp4 (B-frames, 3 references) it was the reference that was wrong: predicted from the frame shown before
+    them, its P-frames read 0.68 and its B-frames 0.57; from their own references (``ov2_ros.codec.references``;
+    B-frames bi-predicted) 0.77 and 0.70. Before that fix, counting a macroblock's sub-16x16 partitions (+0.6 x
+    log1p) gave +0.02 on bikes.mp4 and -0.01 on the synthetic clips, and future MVs mirrored onto the past +0.00:
+    neither is in."""
 
     intra: float = 2.0          # a macroblock without MVs in a P/B frame is intra-coded: it costs many bits
     # bench/fidelity.py, median per-frame Spearman on bikes.mp4: 0.54 (0), 0.59 (0.3), 0.62 (0.6), 0.63 (1.0), the
@@ -362,6 +365,40 @@ class _CellWarp:
         ph, pw = self.padded
         map_x, map_y = self._map_x.reshape(ph, pw)[:h, :w], self._map_y.reshape(ph, pw)[:h, :w]
         return [cv2.remap(ref, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for ref in refs]
+
+    def expand(self, cells: np.ndarray) -> np.ndarray:
+        """(rows, cols) uint8 per-macroblock values -> (h, w) at this plane's sampling (cv2's nearest resize: 5x
+        faster than two np.repeat)."""
+        h, w = self.size
+        full = self._cv2.resize(cells, (self.cols * self.cell, self.rows * self.cell),
+                                interpolation=self._cv2.INTER_NEAREST)
+        return full[:h, :w]
+
+    def predict(self, past: tuple[np.ndarray, ...], flow: np.ndarray, step: int,
+                bi: tuple | None = None) -> list[np.ndarray]:
+        """Predictions of planes at this sampling from the reference planes ``past`` moved by ``flow`` (unmoved when
+        the flow is zero: their every ``step``-th pixel); with ``bi`` = (future planes, their flow, direction), the
+        macroblocks of direction 1 are predicted from the future planes and those of direction 2 from the rounded
+        mean of both, as H.264's default bi-prediction."""
+        h, w = self.size
+        if flow.any():
+            preds = self(past, flow)
+        else:      # views of the references, unless they are written below
+            preds = [p[: h * step: step, : w * step: step] for p in past]
+            preds = preds if bi is None else [p.copy() for p in preds]
+        if bi is None:
+            return preds
+        cv2 = self._cv2
+        future, future_flow, direction = bi
+        d = self.expand(direction)
+        ahead, both = cv2.compare(d, 1, cv2.CMP_EQ), cv2.compare(d, 2, cv2.CMP_EQ)
+        for p, f in zip(preds, self(future, future_flow)):
+            # H.264's rounding, (a + b + 1) >> 1, in uint8: a one-level error (cv2.addWeighted rounds half to even)
+            # leaves a residual in the macroblocks x264 predicts exactly and skips (bikes.mp4 Spearman 0.72 -> 0.67)
+            mean = cv2.subtract(cv2.bitwise_or(p, f), cv2.bitwise_xor(p, f) >> 1)
+            cv2.copyTo(f, ahead, p)
+            cv2.copyTo(mean, both, p)
+        return preds
 
     def mb_mean(self, image: np.ndarray) -> np.ndarray:
         """(h, w) at this plane's sampling -> (rows, cols) float32 mean over each macroblock. A partial bottom row of
@@ -496,14 +533,38 @@ class BitCostEstimator:
         MV), bilinear."""
         return self._luma((ref,), flow)[0]
 
-    def _chroma_residual(self, chroma: tuple, flow: np.ndarray, moved: bool) -> np.ndarray:
+    def _directions(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A B-frame's (mb_rows, mb_cols, 2) mean future-reference flow (analysis px) and the (mb_rows, mb_cols)
+        direction of each macroblock's prediction: 0 past (or no MV), 1 future only, 2 both."""
+        rows, cols = self.map.mb_rows, self.map.mb_cols
+        ahead = mvs["source"] > 0
+        future_flow, _ = self.motion.cell_fields(mvs, future=True)
+        cell = (np.clip(mvs["dst_y"] // MV_CELL, 0, rows - 1) * cols
+                + np.clip(mvs["dst_x"] // MV_CELL, 0, cols - 1))
+        has_future = np.bincount(cell[ahead], minlength=rows * cols).reshape(rows, cols) > 0
+        has_past = np.bincount(cell[~ahead], minlength=rows * cols).reshape(rows, cols) > 0
+        return future_flow, (has_future.astype(np.uint8) * (1 + has_past)).astype(np.uint8)
+
+    def _ref_plane(self, plane: np.ndarray, cached: bool = False) -> np.ndarray:
+        """The plane the luma warp samples: the shrunk reference (``cached``: through ``_analysis``'s cache, for the
+        past reference that may be the last frame scored), or the full-size one at a stride."""
+        from ov2_ros.codec.packing import resize_plane
+
+        if self.shrink > 1:
+            return self._analysis(plane) if cached else resize_plane(plane, *self.size)
+        return plane[: self.size[0] * self.stride]
+
+    def _chroma_residual(self, chroma: tuple, flow: np.ndarray, bi: tuple | None) -> np.ndarray:
         """(mb_rows, mb_cols) RMS (or mean, as ``rms``) residual over the U and V planes: ``chroma`` is ((U, V) of the
-        frame, (U, V) of its reference), full-size planes; ``flow`` in analysis px."""
+        frame, (U, V) of its past reference[, (U, V) of its future reference]), full-size planes; ``flow`` and ``bi``'s
+        future flow in analysis px."""
         cv2, warp, step = self._cv2, self._chroma, self._chroma_step
         h, w = warp.size
-        flow_c = flow * (self.shrink / 2.0)                                # source px / 2: chroma px
-        current, refs = chroma
-        preds = warp(refs, flow_c) if moved else [ref[: h * step: step, : w * step: step] for ref in refs]
+        to_chroma = self.shrink / 2.0                                      # analysis px -> chroma px
+        current, past = chroma[0], chroma[1]
+        future = chroma[2] if len(chroma) > 2 else None
+        bi_c = None if bi is None or future is None else (future, bi[0] * to_chroma, bi[1])
+        preds = warp.predict(past, flow * to_chroma, step, bi_c)
         acc = np.zeros((h, w), np.float32)        # U and V summed before the one macroblock mean (it is linear)
         for cur, pred in zip(current, preds):
             diff = cv2.absdiff(np.ascontiguousarray(cur[: h * step: step, : w * step: step]), pred)
@@ -512,24 +573,25 @@ class BitCostEstimator:
         return np.sqrt(total) if self.config.rms else total
 
     def log_bits(self, luma: np.ndarray, reference: np.ndarray | None, mvs: np.ndarray | None,
-                 intra_frame: bool, chroma: tuple | None = None) -> np.ndarray:
-        """(mb_rows, mb_cols) estimate of ``log1p(bits)`` per macroblock. ``chroma``: ((U, V) of this frame, (U, V) of
-        the reference), full-size 4:2:0 planes, for the chroma residual term; None leaves it out."""
+                 intra_frame: bool, chroma: tuple | None = None, future: np.ndarray | None = None) -> np.ndarray:
+        """(mb_rows, mb_cols) estimate of ``log1p(bits)`` per macroblock. ``reference``: the luma of the picture's
+        past reference; ``future``: of its future one (B-frames; None: every macroblock from the past); ``chroma``:
+        ((U, V) of this frame, (U, V) of the past reference[, (U, V) of the future one]), full-size 4:2:0 planes, for
+        the chroma residual term (None leaves it out). See ``ov2_ros.codec.references`` for which pictures."""
         cv2, cfg = self._cv2, self.config
         intra = intra_frame or reference is None or mvs is None or len(mvs) == 0
-        # the reference first: it may be the last ``cur``, still cached. A strided residual is predicted from the
-        # full-size reference, so its subsampled copy is only needed for a still frame.
-        ref = self._analysis(reference) if not intra and self.stride == 1 else None
+        # the reference first: it may be the last ``cur``, still cached
+        ref = self._ref_plane(reference, cached=True) if not intra else None
         cur = self._analysis(luma)
         if intra:
             # intra: texture is what costs bits
             grad = cv2.absdiff(cur[:, 1:], cur[:, :-1])
             return np.log1p(self._mb_mean(cv2.copyMakeBorder(grad, 0, 0, 0, 1, cv2.BORDER_REPLICATE)))
         flow, _ = self.motion.cell_fields(mvs)
-        if flow.any():
-            pred = self.warp(ref if ref is not None else reference[: self.size[0] * self.stride], flow)
-        else:
-            pred = ref if ref is not None else self._analysis(reference)
+        bi = self._directions(mvs) if future is not None and (mvs["source"] > 0).any() else None
+        step = 1 if self.shrink > 1 else self.stride
+        luma_bi = None if bi is None else ((self._ref_plane(future),), *bi)
+        pred = self._luma.predict((ref,), flow, step, luma_bi)[0]
         diff = cv2.absdiff(cur, pred)
         if cfg.rms:
             residual = np.sqrt(self._mb_mean(cv2.multiply(diff, diff, dtype=cv2.CV_32F)))
@@ -538,7 +600,7 @@ class BitCostEstimator:
         residual = np.maximum(residual - cfg.residual_noise, 0.0)
         est = np.log1p(residual)
         if cfg.chroma and chroma is not None:
-            est += cfg.chroma * np.log1p(self._chroma_residual(chroma, flow, bool(flow.any())))
+            est += cfg.chroma * np.log1p(self._chroma_residual(chroma, flow, bi))
         rows, cols = self.map.mb_rows, self.map.mb_cols
         cx = np.clip(mvs["dst_x"] // MV_CELL, 0, cols - 1)
         cy = np.clip(mvs["dst_y"] // MV_CELL, 0, rows - 1)
@@ -554,10 +616,11 @@ class BitCostEstimator:
         return est
 
     def score(self, luma: np.ndarray, reference: np.ndarray | None, mvs: np.ndarray | None,
-              intra_frame: bool = False, bits: int | None = None, chroma: tuple | None = None) -> np.ndarray:
-        """Block scores; with ``bits`` (this frame's AU size, after ``observe``) scaled by the AU size; ``chroma`` as
-        in ``log_bits``."""
-        mb = normalise_log_bits(self.log_bits(luma, reference, mvs, intra_frame, chroma))
+              intra_frame: bool = False, bits: int | None = None, chroma: tuple | None = None,
+              future: np.ndarray | None = None) -> np.ndarray:
+        """Block scores; with ``bits`` (this frame's AU size, after ``observe``) scaled by the AU size; ``chroma`` and
+        ``future`` as in ``log_bits``."""
+        mb = normalise_log_bits(self.log_bits(luma, reference, mvs, intra_frame, chroma, future))
         gamma = self.config.au_scale
         if bits is not None and gamma and self._log_rate is not None and bits > 0:
             mb = mb * float(np.exp(gamma * (np.log(bits) - self._log_rate)))

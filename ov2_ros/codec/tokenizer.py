@@ -19,6 +19,7 @@ import numpy as np
 from ov2_ros.codec.grouping import (BitCostGrouper, Boundary, FixedGrouper, GroupingConfig, PlannedGrouper,
                                     ReadinessConfig, ReadinessGrouper, readiness_threshold)
 from ov2_ros.codec.packing import CanvasGrid, canvas_yuv, chroma_planes, resize_plane
+from ov2_ros.codec.references import ReferenceHistory, decoded_before, wants_future
 from ov2_ros.codec.sampling import RateSampler, SetSampler
 from ov2_ros.codec.saliency import BitCostConfig, BitCostEstimator, SaliencyConfig, SaliencyScorer
 from ov2_ros.codec.selection import FrameRecord, codec_canvases, official_canvases
@@ -37,6 +38,20 @@ class TokenizerStats:
     resolution_changes: int = 0
     decode_s: float = 0.0           # time inside the decoder
     tokenize_s: float = 0.0         # time in saliency, grouping, selection and packing
+
+
+MAX_FUTURE_WAIT = 16   # frames a sampled B-frame waits for its future reference (x264 mini-GOPs are <= 16 frames)
+
+
+@dataclass
+class _Scoring:
+    """A sampled frame on its way into a group: its canvas image, its past reference and, once known, its scores."""
+
+    frame: DecodedFrame
+    yuv: np.ndarray
+    key: bool
+    past: DecodedFrame | None
+    blocks: np.ndarray | None = None
 
 
 class CodecTokenizer:
@@ -69,7 +84,8 @@ class CodecTokenizer:
         self._sampled: list[FrameRecord] = []        # sampled frames of the open group(s)
         self._bits_log: list[tuple[int, int]] = []   # (frame, bits) of every frame since the first sampled one
         self._prev_full: np.ndarray | None = None    # full-resolution luma of the previous decoded frame
-        self._prev_chroma: tuple | None = None       # and its (U, V) planes (None: not 4:2:0, or no av frame)
+        self._refs = ReferenceHistory()               # the bit-cost estimate's prediction references
+        self._waiting: list[_Scoring] = []            # sampled frames in display order, not yet in ``_sampled``
         if grouper is None:
             grouper = (FixedGrouper(config.uniform_group_frames) if config.mode == "uniform"
                        else BitCostGrouper(GroupingConfig.from_tokenizer(config)))
@@ -114,7 +130,7 @@ class CodecTokenizer:
     @property
     def pending_frames(self) -> int:
         """Frames held for groups not emitted yet: at most ``max_group_frames + cut_grace`` (the memory bound)."""
-        return len(self._open) + (len(self._held) if self._held else 0) + len(self._sampled)
+        return len(self._open) + (len(self._held) if self._held else 0) + len(self._sampled) + len(self._waiting)
 
     @property
     def stats(self) -> TokenizerStats:
@@ -230,32 +246,60 @@ class CodecTokenizer:
 
     def _push_sampled(self, frame: DecodedFrame) -> list[FrameGroup]:
         """One frame, official structure: a frame the sampler skips costs only its bits (kept for the group's
-        ``frame_bits``) and a reference to its luma (the next frame's motion-compensation reference). A sampled frame
-        is shrunk to the canvas, scored, and pushed to the readiness grouping."""
+        ``frame_bits``) and, if it is a reference picture, a place in the reference history. A sampled frame is shrunk
+        to the canvas, scored against its own references (``ov2_ros.codec.references``), and pushed to the readiness
+        grouping. A sampled B-frame waits for its future reference, which comes out after it (at most a mini-GOP), and
+        the frames sampled after it wait behind it, so the grouping sees them in display order."""
         key = frame.key_frame or frame.pict_type == "I"
-        closed: list[FrameGroup] = []
         take = self.sampler.take(frame.index, frame.time_s, key)
         if self._estimator is not None:
             self._estimator.observe(frame.bits, key)     # every frame's bits, skipped ones too, set the running rate
-        if take or self._sampled:
+        if take or self._sampled or self._waiting:
             self._bits_log.append((frame.index, frame.bits))
+        if self._estimator is not None and frame.reference:
+            for w in self._waiting:
+                if w.blocks is None and decoded_before(frame, w.frame):
+                    w.blocks = self._bitcost(w, future=frame)
         if take:
-            grid = self._grid
-            yuv = self._canvas_yuv(frame, grid)
-            if self._estimator is not None:
-                uv = chroma_planes(frame.frame)
-                pair = (uv, self._prev_chroma) if uv is not None and self._prev_chroma is not None else None
-                blocks = self._estimator.score(frame.luma, self._prev_full, frame.mvs, key, frame.bits, pair)
-            else:
-                blocks = self._saliency_blocks(frame, yuv, grid)
-            self._sampled.append(FrameRecord(frame.index, frame.time_s, frame.stamp, frame.bits, key, yuv, blocks,
-                                             float(frame.bits)))
-            if not self.offline:
-                for n in self._readiness.push(blocks.reshape(-1)):
-                    closed += self._emit_sampled(n)
+            w = _Scoring(frame, self._canvas_yuv(frame, self._grid), key, self._refs.past(frame))
+            if self._estimator is None:
+                w.blocks = self._saliency_blocks(frame, w.yuv, self._grid)
+            elif not wants_future(frame):
+                w.blocks = self._bitcost(w)
+            self._waiting.append(w)
+        self._refs.add(frame)
         self._prev_full = frame.luma
-        # the luma view already keeps the av frame alive, so its chroma views cost nothing more
-        self._prev_chroma = chroma_planes(frame.frame) if self._estimator is not None else None
+        return self._release_scored(frame.index)
+
+    def _bitcost(self, w: _Scoring, future: DecodedFrame | None = None) -> np.ndarray:
+        """The bit-cost estimate of a sampled frame from its past (and future) reference."""
+        f, past = w.frame, w.past
+        chroma = None
+        if past is not None and (uv := chroma_planes(f.frame)) is not None and \
+                (past_uv := chroma_planes(past.frame)) is not None:
+            future_uv = chroma_planes(future.frame) if future is not None else None
+            chroma = (uv, past_uv) + ((future_uv,) if future_uv is not None else ())
+        return self._estimator.score(f.luma, None if past is None else past.luma, f.mvs, w.key, f.bits, chroma,
+                                     None if future is None else future.luma)
+
+    def _release_scored(self, now: int | None = None) -> list[FrameGroup]:
+        """Move the scored head of ``_waiting`` into the open group(s). ``now``: the current frame index; a B-frame
+        still waiting ``MAX_FUTURE_WAIT`` frames later (its future reference lost) is scored from its past alone.
+        None: end of stream or size, everything is scored and released."""
+        closed: list[FrameGroup] = []
+        while self._waiting:
+            w = self._waiting[0]
+            if w.blocks is None:
+                if now is not None and now - w.frame.index <= MAX_FUTURE_WAIT:
+                    break
+                w.blocks = self._bitcost(w)
+            self._waiting.pop(0)
+            f = w.frame
+            self._sampled.append(FrameRecord(f.index, f.time_s, f.stamp, f.bits, w.key, w.yuv, w.blocks,
+                                             float(f.bits)))
+            if not self.offline:
+                for n in self._readiness.push(w.blocks.reshape(-1)):
+                    closed += self._emit_sampled(n)
         return closed
 
     def _saliency_blocks(self, frame: DecodedFrame, yuv: np.ndarray, grid: CanvasGrid) -> np.ndarray:
@@ -298,6 +342,7 @@ class CodecTokenizer:
         than ``min_group_frames`` sampled frames is dropped, as the release drops it."""
         if self._readiness is None:
             return []
+        out = self._release_scored()
         if self.offline and self._sampled:
             blocks = [r.blocks.reshape(-1) for r in self._sampled]
             self._readiness = ReadinessGrouper(self._readiness.config,
@@ -306,7 +351,7 @@ class CodecTokenizer:
         else:
             lengths = []
         lengths += self._readiness.finish()
-        out = [g for n in lengths for g in self._emit_sampled(n)]
+        out += [g for n in lengths for g in self._emit_sampled(n)]
         self._sampled, self._bits_log = [], []
         return out
 
@@ -322,7 +367,8 @@ class CodecTokenizer:
             self._readiness = ReadinessGrouper(self._readiness_config())
             self._estimator = (None if cfg.scorer == "saliency" else BitCostEstimator(
                 size[0], size[1], self._grid, BitCostConfig(shrink=None if cfg.scorer == "bitcost_half" else 1)))
-            self._prev_full = self._prev_chroma = None
+            self._prev_full = None
+            self._refs.reset()
             self.sampler.reset()
 
     @staticmethod

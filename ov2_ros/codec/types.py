@@ -103,6 +103,8 @@ class DecodedFrame:
     mvs: np.ndarray
     frame: Any = field(repr=False, default=None)   # the av.VideoFrame, for colour (rgb()) and SAM2
     corrupt: bool = False      # FFmpeg concealed damage (truncated/corrupt AU); pixels and MVs are partly guessed
+    decode_index: int = -1     # this picture's AU number in decode order since stream start (-1: not known)
+    reference: bool = True     # the AU marks the picture as one later pictures may predict from
 
     def rgb(self, width: int | None = None, height: int | None = None) -> np.ndarray:
         """RGB uint8 (h, w, 3), optionally resized by libswscale on the way out."""
