@@ -608,8 +608,10 @@ class BitCostEstimator:
         if cfg.intra:
             est += cfg.intra * (count == 0)
         if cfg.mvd:
-            # the cell flow is in analysis px: back to source px, the unit MVs are coded in
-            fx, fy = flow[..., 0] * self.shrink, flow[..., 1] * self.shrink
+            # the cell flow is in analysis px: back to source px, the unit MVs are coded in. A B-frame's macroblocks
+            # predicted from the future alone are compared by their future MVs
+            coded = flow if bi is None else np.where((bi[1] == 1)[..., None], bi[0], flow)
+            fx, fy = coded[..., 0] * self.shrink, coded[..., 1] * self.shrink
             dx = fx - cv2.medianBlur(np.ascontiguousarray(fx, np.float32), 3)
             dy = fy - cv2.medianBlur(np.ascontiguousarray(fy, np.float32), 3)
             est += cfg.mvd * np.log2(1.0 + np.hypot(dx, dy))
