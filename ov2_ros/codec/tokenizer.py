@@ -129,7 +129,9 @@ class CodecTokenizer:
 
     @property
     def pending_frames(self) -> int:
-        """Frames held for groups not emitted yet: at most ``max_group_frames + cut_grace`` (the memory bound)."""
+        """Frames held for groups not emitted yet: at most ``max_group_frames + cut_grace`` (the memory bound), plus,
+        official structure, the sampled frames behind a B-frame that waits for its future reference (at most
+        ``MAX_FUTURE_WAIT`` frames)."""
         return len(self._open) + (len(self._held) if self._held else 0) + len(self._sampled) + len(self._waiting)
 
     @property
