@@ -33,8 +33,9 @@ def clip_factory():
 
 
 @functools.lru_cache(maxsize=None)
-def hevc_event_aus(width: int = 160, height: int = 120, frames: int = 30) -> tuple[bytes, ...]:
-    """The event clip's first frames as HEVC (libx265), IRAP every 10 frames with VPS/SPS/PPS in band."""
+def hevc_event_aus(width: int = 160, height: int = 120, frames: int = 30, bframes: int = 0) -> tuple[bytes, ...]:
+    """The event clip's first frames as HEVC (libx265), IRAP every 10 frames with VPS/SPS/PPS in band; ``bframes``
+    > 0: B-frames in a pyramid (non-reference B-pictures between references)."""
     from fractions import Fraction
 
     import av
@@ -44,7 +45,8 @@ def hevc_event_aus(width: int = 160, height: int = 120, frames: int = 30) -> tup
     ctx = av.CodecContext.create("libx265", "w")
     ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, "yuv420p", Fraction(1, 30)
     ctx.options = {"preset": "ultrafast",
-                   "x265-params": "keyint=10:min-keyint=10:scenecut=0:repeat-headers=1:bframes=0:log-level=error"}
+                   "x265-params": f"keyint=10:min-keyint=10:scenecut=0:repeat-headers=1:bframes={bframes}:"
+                                  + ("b-pyramid=1:" if bframes > 1 else "") + "log-level=error"}
     aus = []
     for i, (rgb, _) in zip(range(frames), event_frames(width, height)):
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")

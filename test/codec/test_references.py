@@ -129,3 +129,24 @@ def test_a_b_frame_whose_future_reference_never_comes_is_scored_from_its_past(b_
     assert not tok._waiting
     groups = tok.flush()
     assert sum(len(g.sampled) for g in groups) == len(stream)
+
+
+def test_hevc_b_pyramid_references_and_tokenizer(hevc_factory):
+    """The same rules on HEVC: x265's B-pyramid marks its middle B-pictures as references and the others as
+    sub-layer non-reference; every B-frame finds a future reference, and the tokenizer keeps display order."""
+    from ov2_ros.codec.sampling import SetSampler
+    from ov2_ros.codec.tokenizer import CodecTokenizer
+    from ov2_ros.codec.types import TokenizerConfig
+
+    aus = hevc_factory(frames=40, bframes=3)
+    dec = StreamDecoder("hevc", threads="none")
+    frames = [f for au in aus for f in dec.decode(au)] + dec.flush()
+    assert sorted(f.decode_index for f in frames) == list(range(len(frames)))
+    b = [i for i, f in enumerate(frames) if f.pict_type == "B"]
+    assert b and any(frames[i].reference for i in b) and any(not frames[i].reference for i in b)
+    assert all(future_reference(frames, i) is not None for i in b if i < len(frames) - 4)
+    tok = CodecTokenizer(TokenizerConfig(decoder_threads="none"), codec="hevc",
+                         sampler=SetSampler(range(len(frames))), offline=True)
+    groups = [g for au in aus for g in tok.push(au)] + tok.flush()
+    sampled = np.concatenate([g.sampled for g in groups])
+    assert np.all(np.diff(sampled) > 0) and len(sampled) >= len(frames) - 8
