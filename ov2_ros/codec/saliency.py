@@ -367,12 +367,9 @@ class _CellWarp:
         return [cv2.remap(ref, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for ref in refs]
 
     def expand(self, cells: np.ndarray) -> np.ndarray:
-        """(rows, cols) uint8 per-macroblock values -> (h, w) at this plane's sampling (cv2's nearest resize: 5x
-        faster than two np.repeat)."""
+        """(rows, cols) per-macroblock values -> (h, w) at this plane's sampling."""
         h, w = self.size
-        full = self._cv2.resize(cells, (self.cols * self.cell, self.rows * self.cell),
-                                interpolation=self._cv2.INTER_NEAREST)
-        return full[:h, :w]
+        return np.repeat(np.repeat(cells, self.cell, axis=0), self.cell, axis=1)[:h, :w]
 
     def predict(self, past: tuple[np.ndarray, ...], flow: np.ndarray, step: int,
                 bi: tuple | None = None) -> list[np.ndarray]:
@@ -533,14 +530,12 @@ class BitCostEstimator:
         MV), bilinear."""
         return self._luma((ref,), flow)[0]
 
-    def _directions(self, mvs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _directions(self, mvs: np.ndarray, cell: np.ndarray, ahead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A B-frame's (mb_rows, mb_cols, 2) mean future-reference flow (analysis px) and the (mb_rows, mb_cols)
-        direction of each macroblock's prediction: 0 past (or no MV), 1 future only, 2 both."""
+        direction of each macroblock's prediction: 0 past (or no MV), 1 future only, 2 both. ``cell``: each MV's
+        macroblock (raster index), ``ahead``: which MVs point to the future."""
         rows, cols = self.map.mb_rows, self.map.mb_cols
-        ahead = mvs["source"] > 0
         future_flow, _ = self.motion.cell_fields(mvs, future=True)
-        cell = (np.clip(mvs["dst_y"] // MV_CELL, 0, rows - 1) * cols
-                + np.clip(mvs["dst_x"] // MV_CELL, 0, cols - 1))
         has_future = np.bincount(cell[ahead], minlength=rows * cols).reshape(rows, cols) > 0
         has_past = np.bincount(cell[~ahead], minlength=rows * cols).reshape(rows, cols) > 0
         return future_flow, (has_future.astype(np.uint8) * (1 + has_past)).astype(np.uint8)
@@ -588,7 +583,10 @@ class BitCostEstimator:
             grad = cv2.absdiff(cur[:, 1:], cur[:, :-1])
             return np.log1p(self._mb_mean(cv2.copyMakeBorder(grad, 0, 0, 0, 1, cv2.BORDER_REPLICATE)))
         flow, _ = self.motion.cell_fields(mvs)
-        bi = self._directions(mvs) if future is not None and (mvs["source"] > 0).any() else None
+        rows, cols = self.map.mb_rows, self.map.mb_cols
+        cell = np.clip(mvs["dst_y"] // MV_CELL, 0, rows - 1) * cols + np.clip(mvs["dst_x"] // MV_CELL, 0, cols - 1)
+        ahead = mvs["source"] > 0 if future is not None else None
+        bi = self._directions(mvs, cell, ahead) if ahead is not None and ahead.any() else None
         step = 1 if self.shrink > 1 else self.stride
         luma_bi = None if bi is None else ((self._ref_plane(future),), *bi)
         pred = self._luma.predict((ref,), flow, step, luma_bi)[0]
@@ -601,10 +599,7 @@ class BitCostEstimator:
         est = np.log1p(residual)
         if cfg.chroma and chroma is not None:
             est += cfg.chroma * np.log1p(self._chroma_residual(chroma, flow, bi))
-        rows, cols = self.map.mb_rows, self.map.mb_cols
-        cx = np.clip(mvs["dst_x"] // MV_CELL, 0, cols - 1)
-        cy = np.clip(mvs["dst_y"] // MV_CELL, 0, rows - 1)
-        count = np.bincount(cy * cols + cx, minlength=rows * cols).reshape(rows, cols)
+        count = np.bincount(cell, minlength=rows * cols).reshape(rows, cols)
         if cfg.intra:
             est += cfg.intra * (count == 0)
         if cfg.mvd:

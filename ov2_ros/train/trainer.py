@@ -142,9 +142,9 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
     t0, tokens = time.perf_counter(), 0
     model_params = [p for p in model.parameters() if p.requires_grad] if warmup else []
     for step in range(start, total):
-        head_only = step < warmup
-        for p in model_params:          # no grad -> AdamW skips them (no update, no decay) and backward is cheap
-            p.requires_grad_(not head_only)
+        if step in (start, warmup):     # no grad -> AdamW skips them (no update, no decay) and backward is cheap
+            for p in model_params:
+                p.requires_grad_(step >= warmup)
         batch = collate([examples[i] for i in batch_indices(len(examples), step, cfg.batch_size, cfg.seed)], pad)
         for g in opt.param_groups:
             g["lr"] = lr_at(step - warmup, cfg)
