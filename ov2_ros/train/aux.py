@@ -12,7 +12,10 @@ text side must attend to the tokens of the named shape, which is the binding the
 
 Knowing where the shape is does not say whether it moved: ``when:`` answers stayed near chance while tracks got
 good. With ``move_weight`` the same positions also predict, per window frame, whether the queried object is moving
-there (BCE), which is what a span answer is read from.
+there (BCE), which is what a span answer is read from. That text-side flag alone can be learnt from "something
+moves" without saying *what* moves, and it cost the named-shape binding. ``vmove_weight`` asks the vision tokens
+too, per named class, for the fraction of the token covered by that object *while it moves* (BCE; a fourth target
+channel, ``moving_stats``), so the features the answer reads carry motion bound to a shape.
 """
 from __future__ import annotations
 
@@ -36,25 +39,30 @@ class AuxHead(nn.Module):
         self.locate = nn.Linear(width, 2)       # text side: the queried object's centroid (x, y) in [0, 1]
         self.name = nn.Linear(width, classes)   # text side: which named object the query asks about
         self.move = nn.Linear(width, MOVE_FRAMES)   # text side: is the queried object moving at window frame i
+        self.vmove = nn.Linear(width, classes)      # vision side: per class, the token's cover by it while moving
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.proj(tokens)
         return out[:, :-2].view(len(tokens), self.classes, 3), out[:, -2:]
 
     def loss(self, tokens: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-             where: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens (N, D), target (N, classes, 3) = (fraction, cx, cy) in [0, 1], valid (N,) bool (not padding),
-        ``where`` (N, 2): the token's own centre in the frame (x, y in [0, 1]). The RoPE'd ViT only knows relative
-        positions; asking for the absolute one puts "where am I" into the feature the LLM reads coordinates from."""
+             where: torch.Tensor | None = None, vmove_weight: float = 0.0) -> torch.Tensor:
+        """tokens (N, D), target (N, classes, 3 or 4) = (fraction, cx, cy[, fraction while moving]) in [0, 1], valid
+        (N,) bool (not padding), ``where`` (N, 2): the token's own centre in the frame (x, y in [0, 1]). The RoPE'd ViT
+        only knows relative positions; asking for the absolute one puts "where am I" into the feature the LLM reads
+        coordinates from. ``vmove_weight``: the weight of the fourth channel's BCE (needs it in ``target``)."""
         per_class, pos = self(tokens.float())
-        out, tgt = per_class[valid], target[valid]
+        out, tgt = per_class[valid], target[valid][..., :3]
+        moving = (vmove_weight * F.binary_cross_entropy_with_logits(self.vmove(tokens[valid].float()),
+                                                                    target[valid][..., 3])
+                  if vmove_weight > 0 and target.shape[-1] > 3 else 0.0)
         bce = F.binary_cross_entropy_with_logits(out[..., 0], tgt[..., 0])
         present = tgt[..., 0] > PRESENT
         mse = (F.mse_loss(torch.sigmoid(out[..., 1:])[present], tgt[..., 1:][present]) if present.any()
                else out.sum() * 0.0)
         if where is not None:
             mse = mse + F.mse_loss(torch.sigmoid(pos[valid]), where[valid])
-        return bce + mse
+        return bce + mse + moving
 
 
     def locate_loss(self, hidden: torch.Tensor, labels: torch.Tensor, query_xy: torch.Tensor,
@@ -102,6 +110,11 @@ def block_stats(mask: np.ndarray, grid: CanvasGrid) -> np.ndarray:
     return np.stack([mass / (s * s), cx, cy], axis=-1)
 
 
+def moving_stats(stats: np.ndarray, moving: bool) -> np.ndarray:
+    """``block_stats`` plus the fourth target channel: the covered fraction while the object moves (else 0)."""
+    return np.concatenate([stats, stats[..., :1] * float(moving)], axis=-1)
+
+
 def token_centres(positions: np.ndarray, grid: CanvasGrid) -> np.ndarray:
     """(P, 3) patch positions -> (P / 4, 2) each merged token's block centre (x, y) in [0, 1] of the frame."""
     pos = positions.reshape(-1, 4, 3)
@@ -111,11 +124,12 @@ def token_centres(positions: np.ndarray, grid: CanvasGrid) -> np.ndarray:
 
 def token_targets(positions: np.ndarray, frame_stats: dict[int, dict[int, np.ndarray]],
                   classes: int = len(OBJECT_NAMES)) -> np.ndarray:
-    """Per merged token (every 4 patch rows) the (classes, 3) targets of its frame and block; zeros for padding.
+    """Per merged token (every 4 patch rows) the (classes, C) targets of its frame and block; zeros for padding.
 
-    ``frame_stats``: frame -> {class index: ``block_stats`` array}."""
+    ``frame_stats``: frame -> {class index: ``block_stats`` (C = 3) or ``moving_stats`` (C = 4) array}."""
     pos = positions.reshape(-1, 4, 3)
-    out = np.zeros((len(pos), classes, 3), np.float32)
+    channels = next((s.shape[-1] for f in frame_stats.values() for s in f.values()), 3)
+    out = np.zeros((len(pos), classes, channels), np.float32)
     for k, rows in enumerate(pos):
         t = int(rows[0, 0])
         if t < 0 or t not in frame_stats:

@@ -15,7 +15,7 @@ import numpy as np
 from ov2_ros.codec.synth import OBJECT_NAMES, SyntheticScene, make_scene
 from ov2_ros.codec.tokenizer import CodecTokenizer
 from ov2_ros.codec.types import CodecWindow, TokenizerConfig
-from ov2_ros.train.aux import block_stats, token_targets
+from ov2_ros.train.aux import block_stats, moving_stats, token_targets
 from ov2_ros.train.examples import Example, encode_example, model_positions
 from ov2_ros.train.targets import check_target, render_target
 
@@ -71,8 +71,9 @@ def _window_target(scene: SyntheticScene, window: CodecWindow, task: str, obj: i
 
 
 def scene_examples(scene: SyntheticScene, config: TokenizerConfig, tokenizer, tasks: Sequence[str],
-                   rng: np.random.Generator, aux: bool = True) -> Iterator[Example]:
-    """One example per window (task drawn from ``tasks``, object drawn from the scene), aux targets attached."""
+                   rng: np.random.Generator, aux: bool = True, motion: bool = False) -> Iterator[Example]:
+    """One example per window (task drawn from ``tasks``, object drawn from the scene), aux targets attached
+    (``motion``: with the vision-side moving channel, ``moving_stats``)."""
     stats_cache: dict[int, dict[int, np.ndarray]] = {}
     for window in scene_windows(scene, config):
         task = str(rng.choice(list(tasks)))
@@ -89,8 +90,11 @@ def scene_examples(scene: SyntheticScene, config: TokenizerConfig, tokenizer, ta
             grid = CanvasGrid(*window.canvas_size, window.patch_size)
             for f in window.frame_times:
                 if f not in stats_cache and f < scene.num_frames:
-                    stats_cache[f] = {OBJECT_NAMES.index(o.name): block_stats(scene.masks[f, j], grid)
-                                      for j, o in enumerate(scene.objects)}
+                    stats_cache[f] = {
+                        OBJECT_NAMES.index(o.name): (moving_stats(block_stats(scene.masks[f, j], grid),
+                                                                  _moving_at(scene, j, f)) if motion
+                                                     else block_stats(scene.masks[f, j], grid))
+                        for j, o in enumerate(scene.objects)}
             targets = token_targets(model_positions(window), stats_cache)
         yield encode_example(tokenizer, window, task, text, answer, targets, _mean_xy(scene, obj, window),
                              OBJECT_NAMES.index(scene.objects[obj].name), _moving_flags(scene, obj, window))
@@ -104,19 +108,22 @@ def _mean_xy(scene: SyntheticScene, obj: int, window: CodecWindow) -> np.ndarray
     return (np.mean(pts, axis=0) / (scene.width, scene.height)).astype(np.float32)
 
 
+def _moving_at(scene: SyntheticScene, obj: int, frame: int) -> bool:
+    return any(a <= frame < b for a, b in scene.objects[obj].moving)
+
+
 def _moving_flags(scene: SyntheticScene, obj: int, window: CodecWindow) -> np.ndarray:
     """Per window frame (time order) 1.0 where the object moves (the frames ``moving_spans`` counts), NaN past the
     clip's end."""
-    moving = scene.objects[obj].moving
-    return np.array([np.nan if f >= scene.num_frames else float(any(a <= f < b for a, b in moving))
+    return np.array([np.nan if f >= scene.num_frames else float(_moving_at(scene, obj, f))
                      for f in sorted(window.frame_times)], np.float32)
 
 
 def build_scene_examples(seeds: Sequence[int], config: TokenizerConfig, tokenizer, tasks: Sequence[str],
-                         seed: int = 0, aux: bool = True, **scene_kwargs) -> list[Example]:
+                         seed: int = 0, aux: bool = True, motion: bool = False, **scene_kwargs) -> list[Example]:
     """Examples from the scenes of ``seeds`` (deterministic for a given ``seed``)."""
     rng = np.random.default_rng(seed)
     out: list[Example] = []
     for s in seeds:
-        out.extend(scene_examples(make_scene(int(s), **scene_kwargs), config, tokenizer, tasks, rng, aux))
+        out.extend(scene_examples(make_scene(int(s), **scene_kwargs), config, tokenizer, tasks, rng, aux, motion))
     return out

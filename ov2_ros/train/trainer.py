@@ -36,6 +36,7 @@ class TrainConfig:
     name_weight: float = 0.0          # ... and its "which object is asked about" loss (needs locate_weight > 0)
     move_weight: float = 0.0          # ... and its "is the queried object moving, per frame" loss (ditto)
     move_tasks: tuple[str, ...] = ("point", "track", "ground")   # the examples the motion loss applies to
+    vmove_weight: float = 0.0         # the aux head's vision-side "which shape covers this token while it moves"
     aux_warmup: int = 0               # steps before ``steps`` that train a new aux head alone (model frozen), so
                                       # its random start does not push noise into trained weights
     aux_warmup_lr: float = 1e-2       # constant, for the head alone (a linear probe: it can take a large step)
@@ -66,7 +67,7 @@ def batch_indices(n: int, step: int, batch: int, seed: int) -> np.ndarray:
 
 def loss_of(model, batch: dict, aux_head: AuxHead | None, aux_weight: float,
             locate_weight: float = 0.0, name_weight: float = 0.0,
-            move_weight: float = 0.0) -> tuple[torch.Tensor, float, float]:
+            move_weight: float = 0.0, vmove_weight: float = 0.0) -> tuple[torch.Tensor, float, float]:
     """(total loss, LM loss, aux loss) of one batch; LM loss on answer tokens only (labels elsewhere -100)."""
     vis = model.model.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"],
                                          batch["patch_positions"])
@@ -75,7 +76,7 @@ def loss_of(model, batch: dict, aux_head: AuxHead | None, aux_weight: float,
     total = out.loss
     aux = 0.0
     if aux_head is not None and "aux" in batch and aux_weight > 0:
-        la = aux_head.loss(vis, batch["aux"], batch["aux_valid"], batch.get("aux_where"))
+        la = aux_head.loss(vis, batch["aux"], batch["aux_valid"], batch.get("aux_where"), vmove_weight)
         if locate_weight > 0 and "query_xy" in batch:
             la = la + locate_weight * aux_head.locate_loss(out.last_hidden_state, batch["labels"], batch["query_xy"],
                                                            batch.get("query_class"), name_weight,
@@ -110,7 +111,7 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
     aux_head = AuxHead(width).to(device) if cfg.aux_weight > 0 and examples[0].aux is not None else None
     if aux_head is not None and aux_state:
         missing, unexpected = aux_head.load_state_dict(aux_state, strict=False)
-        added_later = ("locate.", "name.", "move.")     # older stages' heads lack them
+        added_later = ("locate.", "name.", "move.", "vmove.")     # older stages' heads lack them
         if unexpected or any(not k.startswith(added_later) for k in missing):
             raise TrainDataError(f"aux-head state does not fit: missing {missing}, unexpected {unexpected}")
     params = list(trainable if trainable is not None else model.parameters())
@@ -150,7 +151,7 @@ def train(model, tokenizer, examples: list[Example], out: Path, cfg: TrainConfig
             g["lr"] = lr_at(step - warmup, cfg)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             loss, lm, aux = loss_of(model, _to(batch, device), aux_head, cfg.aux_weight, cfg.locate_weight,
-                                    cfg.name_weight, cfg.move_weight)
+                                    cfg.name_weight, cfg.move_weight, cfg.vmove_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

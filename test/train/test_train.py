@@ -12,7 +12,7 @@ from ov2_ros.codec.types import TokenizerConfig
 from ov2_ros.model.loading import (apply_model_tokenizer, build_tiny_random, load_model, load_tokenizer,
                                    model_tokenizer_settings)
 from ov2_ros.model.parsers import parse_answer
-from ov2_ros.train.examples import IGNORE, collate
+from ov2_ros.train.examples import IGNORE, collate, model_positions
 from ov2_ros.train.toy import toy_tokenizer_config
 from ov2_ros.train.trainer import TrainConfig, loss_of, train
 
@@ -217,3 +217,47 @@ def test_deepen_keeps_the_function_and_the_released_keys(examples):
     with torch.no_grad():
         a, b = model(**kwargs).logits, grown(**kwargs).logits
     assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_vision_motion_target_marks_the_moving_shape_tokens(tmp_path):
+    """``motion=True``: a fourth aux channel, each token's cover by a named shape while that shape moves (0 while it
+    is still), and ``vmove_weight`` trains the head's vision-side motion output on it."""
+    from ov2_ros.codec.synth import OBJECT_NAMES, make_scene
+    from ov2_ros.train.aux import AuxHead
+    from ov2_ros.train.scenes import build_scene_examples
+    from ov2_ros.train.trainer import aux_state_of
+
+    scene = make_scene(3, num_frames=24)
+    made = build_scene_examples([3], toy_tokenizer_config(), load_tokenizer("tiny-random"), ("track",),
+                                motion=True, num_frames=24)
+    assert made[0].aux.shape[-1] == 4
+    seen = {True: 0, False: 0}
+    for e in made:
+        frames = model_positions(e.window).reshape(-1, 4, 3)[:, 0, 0]
+        for j, o in enumerate(scene.objects):
+            c = OBJECT_NAMES.index(o.name)
+            for k, f in enumerate(frames):
+                if f < 0 or e.aux[k, c, 0] == 0:
+                    continue
+                moving = any(a <= f < b for a, b in o.moving)
+                assert e.aux[k, c, 3] == pytest.approx(e.aux[k, c, 0] if moving else 0.0)
+                seen[moving] += 1
+    assert seen[True] and seen[False]
+
+    batch = made[:4]
+    model = build_tiny_random(seed=1)
+
+    def vmove(head):
+        with torch.no_grad():
+            b = collate(batch, 257)
+            vis = model.model.get_video_features(b["pixel_values_videos"], b["video_grid_thw"], b["patch_positions"])
+            return float(head.loss(vis, b["aux"], b["aux_valid"], vmove_weight=1.0)
+                         - head.loss(vis, b["aux"], b["aux_valid"]))
+
+    torch.manual_seed(0)
+    before = vmove(AuxHead(model.config.text_config.hidden_size))
+    train(model, load_tokenizer("tiny-random"), batch, tmp_path, TrainConfig(steps=12, vmove_weight=1.0,
+          checkpoint_every=50, **FAST), toy_tokenizer_config(), progress=False)
+    head = AuxHead(model.config.text_config.hidden_size)
+    head.load_state_dict(aux_state_of(tmp_path))
+    assert vmove(head) < 0.5 * before
