@@ -51,10 +51,10 @@ class AuxHead(nn.Module):
         (N,) bool (not padding), ``where`` (N, 2): the token's own centre in the frame (x, y in [0, 1]). The RoPE'd ViT
         only knows relative positions; asking for the absolute one puts "where am I" into the feature the LLM reads
         coordinates from. ``vmove_weight``: the weight of the fourth channel's BCE (needs it in ``target``)."""
-        per_class, pos = self(tokens.float())
-        out, tgt = per_class[valid], target[valid][..., :3]
-        moving = (vmove_weight * F.binary_cross_entropy_with_logits(self.vmove(tokens[valid].float()),
-                                                                    target[valid][..., 3])
+        tokens, target = tokens.float(), target[valid]
+        per_class, pos = self(tokens)
+        out, tgt = per_class[valid], target[..., :3]
+        moving = (vmove_weight * F.binary_cross_entropy_with_logits(self.vmove(tokens[valid]), target[..., 3])
                   if vmove_weight > 0 and target.shape[-1] > 3 else 0.0)
         bce = F.binary_cross_entropy_with_logits(out[..., 0], tgt[..., 0])
         present = tgt[..., 0] > PRESENT

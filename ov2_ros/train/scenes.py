@@ -90,11 +90,11 @@ def scene_examples(scene: SyntheticScene, config: TokenizerConfig, tokenizer, ta
             grid = CanvasGrid(*window.canvas_size, window.patch_size)
             for f in window.frame_times:
                 if f not in stats_cache and f < scene.num_frames:
-                    stats_cache[f] = {
-                        OBJECT_NAMES.index(o.name): (moving_stats(block_stats(scene.masks[f, j], grid),
-                                                                  _moving_at(scene, j, f)) if motion
-                                                     else block_stats(scene.masks[f, j], grid))
-                        for j, o in enumerate(scene.objects)}
+                    stats_cache[f] = {}
+                    for j, o in enumerate(scene.objects):
+                        st = block_stats(scene.masks[f, j], grid)
+                        stats_cache[f][OBJECT_NAMES.index(o.name)] = (moving_stats(st, _moving_at(scene, j, f))
+                                                                      if motion else st)
             targets = token_targets(model_positions(window), stats_cache)
         yield encode_example(tokenizer, window, task, text, answer, targets, _mean_xy(scene, obj, window),
                              OBJECT_NAMES.index(scene.objects[obj].name), _moving_flags(scene, obj, window))
