@@ -95,9 +95,24 @@ class ToyRecipe:
     steps_q: int = 0                                    # `when` examples at lr_o. Tried: validation 0.73 / 0.39,
                                                         # 7% on the two-distractor scene: off
     move_weight_q: float = 0.2
+    # Stages V and X (session 7): the vision-side motion target (``vmove_weight``: which named shape covers each
+    # merged token while it moves), which binds "moves" to a shape where the text-side motion loss of L-Q did not.
+    scenes_v: int = 200                                 # stage V: from J with a new aux head, 300 head-only
+    steps_v: int = 0                                    # steps, then N's losses + vmove at lr_v
+    lr_v: float = 5e-4
+    aux_warmup_v: int = 300
+    vmove_weight: float = 1.0
+    scenes_x: int = 200                                 # stage X: from V with its head, a track-heavy task mix
+    steps_x: int = 0                                    # at lr_x (V's tracks had lost precision)
+    lr_x: float = 2e-4
+    tasks_x: tuple[str, ...] = ("track", "track", "track", "ground", "point")
+    # V and X draw their examples with this seed and train on one thread: the settings of the runs that chose them
+    # (models/ov2-toy/README.md), so the recipe rebuilds those runs
+    example_seed_vx: int = 7
+    threads_vx: int = 1
     soups: tuple[tuple[str, str, float], ...] = (("o", "k", 0.5),)   # (stage, other stage, w): the stage starts
                                                         # from (1 - w) x the previous stage + w x the other one
-    fresh_aux: tuple[str, ...] = ("k", "q")             # stages that start from a newly initialised aux head
+    fresh_aux: tuple[str, ...] = ("k", "q", "v")        # stages that start from a newly initialised aux head
 
     def stages(self):
         """(name, first scene seed, scenes, steps, tasks, scene options, TrainConfig overrides) in training order."""
@@ -107,6 +122,8 @@ class ToyRecipe:
         move = (*bind, ("move_weight", self.move_weight))
         move_when = (*move, ("move_tasks", ("ground",)))
         gentle = ("lr", self.lr_o)
+        vision_move = (*move_when, ("vmove_weight", self.vmove_weight), ("threads", self.threads_vx))
+        motion = (("motion", True), ("seed", self.example_seed_vx))
         return (("a", STAGE_A_SEEDS, self.scenes_a, self.steps_a, ("point",), (), ()),
                 ("a1", STAGE_A1_SEEDS, self.scenes_a1, self.steps_a1, ("point",), one, ()),
                 ("b", STAGE_B_SEEDS, self.scenes_b, self.steps_b, self.tasks_b, (), ()),
@@ -125,7 +142,11 @@ class ToyRecipe:
                 ("o", STAGE_O_SEEDS, self.scenes_o, self.steps_o, self.tasks_b, (), (*move_when, gentle)),
                 ("p", STAGE_P_SEEDS, self.scenes_p, self.steps_p, self.tasks_b, (), (*move_when, gentle)),
                 ("q", STAGE_Q_SEEDS, self.scenes_q, self.steps_q, self.tasks_b, (),
-                 (*move_when, ("move_weight", self.move_weight_q), gentle)))      # later pairs override
+                 (*move_when, ("move_weight", self.move_weight_q), gentle)),      # later pairs override
+                ("v", STAGE_V_SEEDS, self.scenes_v, self.steps_v, self.tasks_b, motion,
+                 (*vision_move, ("aux_warmup", self.aux_warmup_v), ("lr", self.lr_v))),
+                ("x", STAGE_X_SEEDS, self.scenes_x, self.steps_x, self.tasks_x, motion,
+                 (*vision_move, ("lr", self.lr_x), ("min_lr", 5e-5))))
 
     def last_stage(self) -> str:
         return [name for name, _seed, _scenes, steps, *_ in self.stages() if steps > 0][-1]
@@ -136,7 +157,7 @@ STAGE_A_SEEDS, STAGE_A1_SEEDS, STAGE_B_SEEDS = 0, 20_000, 10_000
 STAGE_C_SEEDS, STAGE_D_SEEDS, STAGE_E_SEEDS = 30_000, 40_000, 50_000
 STAGE_F_SEEDS, STAGE_G_SEEDS, STAGE_H_SEEDS, STAGE_I_SEEDS, STAGE_J_SEEDS = 70_000, 80_000, 90_000, 95_000, 97_000
 STAGE_K_SEEDS, STAGE_L_SEEDS, STAGE_M_SEEDS, STAGE_N_SEEDS, STAGE_O_SEEDS = 98_000, 99_000, 101_000, 102_000, 103_000
-STAGE_P_SEEDS, STAGE_Q_SEEDS = 104_000, 105_000
+STAGE_P_SEEDS, STAGE_Q_SEEDS, STAGE_V_SEEDS, STAGE_X_SEEDS = 104_000, 105_000, 121_000, 124_000
 VALIDATION = range(110_000, 110_006)     # stage selection: a stage is kept if it gains here (HELD_OUT is reported)
 
 
@@ -154,12 +175,19 @@ def build_toy_model(seed: int = 0, attn: str = "sdpa"):
     return LlavaOnevision2ForConditionalGeneration(config)
 
 
-def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True) -> dict:
+def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True,
+              resume_from: Path | None = None) -> dict:
     """The stages in order, each in ``out/stage_<name>`` (resumable; a finished stage is skipped) and warm-started
-    from the one before with its aux head; the model is ``out/stage_<last>/model``."""
+    from the one before with its aux head; the model is ``out/stage_<last>/model``.
+
+    ``resume_from``: a published ov2-toy (``models/ov2-toy``). The stages its ``recipe.json`` lists count as done
+    (their numbers are kept) and the next stage starts from its weights, so only the later stages train. The
+    published model has no aux head, so that next stage must start a new one (``fresh_aux``)."""
     import torch
+    from safetensors.torch import load_file
 
     from ov2_ros.model.loading import load_tokenizer
+    from ov2_ros.train.errors import TrainDataError
     from ov2_ros.train.scenes import build_scene_examples
     from ov2_ros.train.trainer import TrainConfig, aux_state_of, train
 
@@ -170,16 +198,26 @@ def train_toy(out: Path, recipe: ToyRecipe = ToyRecipe(), progress: bool = True)
     common = dict(batch_size=recipe.batch_size, lr=recipe.lr, seed=recipe.seed, threads=recipe.threads,
                   checkpoint_every=50)
     out = Path(out)
-    summaries, prev = {}, None
+    done = json.loads((Path(resume_from) / "recipe.json").read_text())["stages"] if resume_from else {}
+    summaries, prev, start = {}, None, None
     for i, (name, first_seed, scenes, steps, tasks, kwargs, overrides) in enumerate(recipe.stages()):
         run = out / f"stage_{name}"
+        if name in done:
+            summaries[name], start = done[name], Path(resume_from) / "model.safetensors"
+            continue
         if steps <= 0:
             continue
-        if prev is not None:
+        if start is not None:
+            if name not in recipe.fresh_aux:
+                raise TrainDataError(f"stage {name} needs the aux head of the stage before it, and {resume_from} "
+                                     "holds none: resume before a stage that starts a new head")
+            model.load_state_dict(load_file(str(start)), strict=False)
+            start = None
+        elif prev is not None:
             model.load_state_dict(stage_weights(out, prev.name.removeprefix("stage_"), name, recipe), strict=False)
         if not (run / "model" / "model.safetensors").is_file():
             examples = build_scene_examples(range(first_seed, first_seed + scenes), tok_cfg, tokenizer, tasks,
-                                            seed=recipe.seed + i, **dict(kwargs))
+                                            **{"seed": recipe.seed + i, **dict(kwargs)})
             cfg = TrainConfig(steps=steps, **{**common, **dict(overrides)})
             summaries[name] = _slim(train(model, tokenizer, examples, run, cfg,
                                           tok_cfg, aux_state=None if prev is None or name in recipe.fresh_aux
@@ -206,23 +244,27 @@ def stage_weights(out: Path, prev: str, name: str, recipe: ToyRecipe) -> dict:
 
 
 def publish(run: Path, dest: Path, recipe: ToyRecipe = ToyRecipe()) -> Path:
-    """Copy the trained model (HF layout + tokenizer settings) and both loss curves into ``dest`` (models/ov2-toy),
-    atomically; the model card (README.md) already there is kept."""
+    """Copy the trained model (HF layout + tokenizer settings) and every stage's loss curve into ``dest``
+    (models/ov2-toy), atomically; the model card (README.md) and ``stages_*.json`` already there are kept."""
     import shutil
 
     from ov2_ros.train.checkpoint import atomic_dir
 
-    card = (dest / "README.md").read_text() if (dest / "README.md").is_file() else None
+    # the model card and the records of stages tried and not shipped (stages_*.json) stay
+    kept = {f.name: f.read_bytes() for f in [dest / "README.md", *dest.glob("stages_*.json")] if f.is_file()}
 
     def write(tmp: Path) -> None:
         for f in (run / f"stage_{recipe.last_stage()}" / "model").iterdir():
             shutil.copy2(f, tmp / f.name)
         for stage in (name for name, _, _, steps, *_ in recipe.stages() if steps > 0):
-            shutil.copy2(run / f"stage_{stage}" / "loss.png", tmp / f"loss_stage_{stage}.png")
+            curve = run / f"stage_{stage}" / "loss.png"
+            if not curve.is_file():        # a stage of the model it resumed from (--resume-from): its own curve
+                curve = dest / f"loss_stage_{stage}.png"
+            shutil.copy2(curve, tmp / f"loss_stage_{stage}.png")
         if (run / "recipe.json").is_file():
             shutil.copy2(run / "recipe.json", tmp / "recipe.json")
-        if card is not None:
-            (tmp / "README.md").write_text(card)
+        for name, data in kept.items():
+            (tmp / name).write_bytes(data)
     return atomic_dir(dest, write)
 
 
@@ -237,13 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("build/ov2-toy"))
     p.add_argument("--mode", default="codec", choices=("codec", "uniform"))
     steps = [f.name for f in fields(ToyRecipe) if f.name.startswith("steps_")]
-    for name in steps:                                  # --steps-a ... --steps-q: one per stage
+    for name in steps:                                  # --steps-a ... --steps-x: one per stage
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(ToyRecipe, name))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--publish", type=Path, help="copy the result here (make train-toy: models/ov2-toy)")
+    p.add_argument("--resume-from", type=Path, metavar="MODEL",
+                   help="a published ov2-toy: take the stages it was trained with as done, train only the later ones")
     a = p.parse_args(argv)
     recipe = ToyRecipe(mode=a.mode, threads=a.threads, **{name: getattr(a, name) for name in steps})
-    train_toy(a.out, recipe)
+    train_toy(a.out, recipe, resume_from=a.resume_from)
     if a.publish:
         print(f"published {publish(a.out, a.publish, recipe)}")
     return 0
